@@ -1,0 +1,1 @@
+"""The compute core: numpy, torch, stardist and cellpose. Never imports Qt or napari."""

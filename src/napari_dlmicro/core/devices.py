@@ -1,0 +1,86 @@
+"""Where the work runs: device choice, precision, threads and out-of-memory."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from .errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; ``cuda:1`` names one GPU.
+
+    Asking for a device this machine lacks is a :class:`UserError`.
+    """
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(
+                f"device '{name}' was asked for, but this machine has no CUDA GPU that torch can use",
+                "choose 'auto' or 'cpu'",
+            )
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(
+                f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)",
+                "choose cuda:0 or 'auto'",
+            )
+        return dev
+    if name == "mps":
+        if not _mps_available():
+            raise UserError("device 'mps' was asked for, but Apple's MPS is not available here", "choose 'auto' or 'cpu'")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"unknown device '{name}'", "use auto, cpu, cuda, cuda:N or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (where the GPU supports it); full precision elsewhere.
+
+    CPUs without native bf16 emulate it many times slower, so the CPU stays fp32.
+    """
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a GPU out-of-memory error from any backend."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_gpu_memory(device: torch.device) -> None:
+    """Return cached blocks after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def set_cpu_threads(n: int | None = None) -> int:
+    """Give torch a deliberate thread count: all cores but none oversubscribed.
+
+    ``DLMICRO_THREADS`` overrides; returns the count in force.
+    """
+    if n is None:
+        env = os.environ.get("DLMICRO_THREADS")
+        n = int(env) if env else max(1, os.cpu_count() or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n

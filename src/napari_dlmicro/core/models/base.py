@@ -1,0 +1,65 @@
+"""What every segmentation model offers the segmentation job."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..cancel import CancelToken
+from ..events import Job
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-facing knob of a model, with its default and range."""
+
+    name: str
+    label: str
+    default: float
+    minimum: float
+    maximum: float
+    step: float = 0.01
+    tooltip: str = ""
+
+
+@dataclass
+class ModelInfo:
+    """What the docks and the CLI show about a model before it runs."""
+
+    name: str
+    kind: str  # "stardist" | "cellpose" | ...
+    spatial_ndim: int  # 2 or 3: the dimensionality it segments natively
+    n_channels: int  # input channels it expects (1 grey, 3 RGB)
+    source: str = ""  # folder, file or catalogue entry it came from
+    settings: tuple[Setting, ...] = field(default_factory=tuple)
+    notes: str = ""
+
+
+class Segmenter(ABC):
+    """A loaded instance-segmentation model.
+
+    ``image`` passed to :meth:`segment` is float32, spatial axes first
+    (YX or ZYX) and a trailing channel axis (C=``info.n_channels``), already
+    checked and already percentile-normalised by the segmentation job over the
+    whole plane or volume (so tiles and preview crops see the same scale). ``segment`` is a job generator: it yields events (a
+    ``Preview`` of labels per finished tile, ``Progress``) and returns the
+    label image (int32/uint32, spatial shape of ``image``).
+    """
+
+    info: ModelInfo
+
+    @abstractmethod
+    def segment(
+        self,
+        image: np.ndarray,
+        settings: dict[str, Any],
+        token: CancelToken,
+        tile: int | None = None,
+    ) -> Job:
+        """Segment one image (one plane, one volume); a job generator."""
+
+    def default_settings(self) -> dict[str, float]:
+        """The model's own defaults for each of its settings."""
+        return {s.name: s.default for s in self.info.settings}
