@@ -12,7 +12,8 @@ class UserError(Exception):
 
     def __init__(self, problem: str, remedy: str = "") -> None:
         self.problem = problem.rstrip(".")
-        self.remedy = remedy.rstrip(".")
+        remedy = remedy.rstrip(".")
+        self.remedy = remedy[:1].upper() + remedy[1:]
         super().__init__(self.problem + (f". {self.remedy}." if self.remedy else "."))
 
 

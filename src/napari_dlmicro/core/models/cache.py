@@ -1,0 +1,44 @@
+"""Keep the last loaded models, so re-runs and previews start at once."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from .base import Segmenter
+from .loader import load_segmenter
+
+_LOCK = threading.Lock()
+_CACHE: "OrderedDict[tuple, Segmenter]" = OrderedDict()
+KEEP = 2
+
+
+def _stamp(ref: str) -> float:
+    p = Path(ref).expanduser()
+    try:
+        return max((f.stat().st_mtime for f in ([p] + list(p.iterdir()) if p.is_dir() else [p]))) if p.exists() else 0.0
+    except OSError:
+        return 0.0
+
+
+def get_segmenter(ref: str | Path, device: torch.device) -> Segmenter:
+    """A loaded model for ``ref`` on ``device``, reused while its files are unchanged."""
+    key = (str(ref), str(device), _stamp(str(ref)))
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    model = load_segmenter(ref, device)
+    with _LOCK:
+        _CACHE[key] = model
+        while len(_CACHE) > KEEP:
+            _CACHE.popitem(last=False)
+    return model
+
+
+def clear() -> None:
+    """Forget every cached model (frees memory)."""
+    with _LOCK:
+        _CACHE.clear()

@@ -1,0 +1,261 @@
+"""StarDist instance segmentation: our torch network, stardist's geometry and NMS.
+
+Prediction follows StarDist's own sparse scheme, so that the same weights give
+the same labels: the image is padded at its end (reflect) to a multiple of
+what the network divides by, object candidates are the grid pixels whose
+probability exceeds the threshold (two grid pixels at the image border are
+skipped), distances are kept above 1e-3, and stardist's NMS and rendering turn
+the survivors into labels. Tiling only changes *where* candidates are
+computed, never which ones.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..cancel import CancelToken
+from ..devices import autocast, free_gpu_memory, is_out_of_memory
+from ..events import Job, Notice, Preview, ProgressClock
+from ..nets.stardist_net import StarDistNet
+from ..tiling import Tile, pad_to_multiple, plan_tiles
+from .base import ModelInfo, Segmenter, Setting
+
+BORDER = 2  # grid pixels at the image border that never seed an object (as in StarDist)
+MIN_TILE = 64
+
+
+@dataclass
+class Candidates:
+    """Object candidates: centres (pixels), probabilities and ray lengths."""
+
+    points: np.ndarray  # (N, ndim) int
+    prob: np.ndarray  # (N,)
+    dist: np.ndarray  # (N, n_rays)
+    threshold: float
+
+    def above(self, prob_thresh: float) -> "Candidates":
+        keep = self.prob > prob_thresh
+        return Candidates(self.points[keep], self.prob[keep], self.dist[keep], prob_thresh)
+
+    @classmethod
+    def concat(cls, parts: list["Candidates"], ndim: int, n_rays: int, threshold: float) -> "Candidates":
+        if not parts:
+            return cls(np.zeros((0, ndim), int), np.zeros(0, np.float32), np.zeros((0, n_rays), np.float32), threshold)
+        return cls(
+            np.concatenate([p.points for p in parts]),
+            np.concatenate([p.prob for p in parts]),
+            np.concatenate([p.dist for p in parts]),
+            threshold,
+        )
+
+
+def stardist_settings(prob_thresh: float = 0.5, nms_thresh: float = 0.4) -> tuple[Setting, ...]:
+    """StarDist's two thresholds, with a model's own values as defaults."""
+    return (
+        Setting("prob_thresh", "Probability threshold", round(float(prob_thresh), 4), 0.0, 1.0, 0.01,
+                "Higher: fewer, more certain objects."),
+        Setting("nms_thresh", "Overlap threshold", round(float(nms_thresh), 4), 0.0, 1.0, 0.01,
+                "Higher: touching objects may overlap more before one is dropped."),
+    )
+
+
+class StarDistSegmenter(Segmenter):
+    """A loaded StarDist model (2D or 3D) ready to segment on one device."""
+
+    def __init__(
+        self,
+        net: StarDistNet,
+        *,
+        name: str,
+        source: str = "",
+        prob_thresh: float = 0.5,
+        nms_thresh: float = 0.4,
+        rays: Any = None,
+        device: torch.device | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        self.net = net.eval()
+        self.rays = rays
+        self.extra = extra or {}
+        self.device = torch.device("cpu")
+        if device is not None:
+            self.to(device)
+        c = net.config
+        self.info = ModelInfo(
+            name=name,
+            kind="stardist",
+            spatial_ndim=c.ndim,
+            n_channels=c.n_channels,
+            source=source,
+            settings=stardist_settings(prob_thresh, nms_thresh),
+        )
+        self._cache: tuple[str, Candidates] | None = None
+
+    # -- device -----------------------------------------------------------
+    def to(self, device: torch.device) -> "StarDistSegmenter":
+        """Move the network to ``device``."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        return self
+
+    @property
+    def margin(self) -> tuple[int, ...]:
+        """Context read around each tile: the network's whole receptive field.
+
+        With it, every kept output equals the untiled one exactly (as with
+        StarDist's own tile overlap), so tiling never changes the labels.
+        """
+        c = self.net.config
+        return tuple(max(d, -(-r // d) * d) for r, d in zip(c.receptive_radius, c.div_by))
+
+    def _plan(self, shape: tuple[int, ...], tile: int | None) -> list[Tile]:
+        """Tiles whose *cores* are about ``tile`` pixels wide, each read with :attr:`margin` around it."""
+        if tile is None:
+            return plan_tiles(shape, None, self.margin, self.net.config.div_by)
+        return plan_tiles(shape, tuple(tile + 2 * m for m in self.margin), self.margin, self.net.config.div_by)
+
+    # -- network ----------------------------------------------------------
+    @torch.inference_mode()
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Network outputs on the grid for one (spatial..., C) array: prob, dist (…, R)."""
+        t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None])).to(self.device)
+        with autocast(self.device):
+            prob, dist = self.net(t)
+        prob = prob[0, 0].float().cpu().numpy()
+        dist = np.moveaxis(dist[0].float().cpu().numpy(), 0, -1)
+        return prob, dist
+
+    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+        """Outputs for ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
+        try:
+            return self.forward(padded[src])
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM
+            if not is_out_of_memory(exc):
+                raise
+        free_gpu_memory(self.device)
+        smaller = max(tile // 2, MIN_TILE)
+        if smaller < tile:
+            yield Notice(f"GPU memory ran out: retrying with {smaller}-pixel tiles", "warning")
+            return (yield from self._stitched(padded, src, smaller))
+        yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", "warning")
+        self.to(torch.device("cpu"))
+        return self.forward(padded[src])
+
+    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+        region = padded[src]
+        grid = self.net.config.grid
+        out_shape = tuple(n // g for n, g in zip(region.shape[:-1], grid))
+        prob = np.zeros(out_shape, np.float32)
+        dist = np.zeros(out_shape + (self.net.config.n_rays,), np.float32)
+        for sub in self._plan(region.shape[:-1], tile):
+            p, d = yield from self._forward_safe(region, sub.src, tile)
+            dst = _on_grid(sub.core, grid)
+            own = _on_grid(sub.core_in_src, grid)
+            prob[dst], dist[dst] = p[own], d[own]
+        return prob, dist
+
+    # -- candidates -------------------------------------------------------
+    def candidates(self, image: np.ndarray, token: CancelToken, tile: int | None, prob_thresh: float) -> Job:
+        """Object candidates over ``image`` (normalised, spatial..., C), tile by tile.
+
+        Yields a Progress and a labels Preview per tile; returns :class:`Candidates`.
+        Repeated calls on the same image reuse the network's work, so tuning
+        thresholds only re-runs NMS.
+        """
+        key = _fingerprint(image, tile, self)
+        if self._cache is not None and self._cache[0] == key and self._cache[1].threshold <= prob_thresh:
+            return self._cache[1].above(prob_thresh)
+        c = self.net.config
+        shape = image.shape[:-1]
+        padded = pad_to_multiple(image, c.div_by)
+        out_shape = tuple(n // g for n, g in zip(padded.shape[:-1], c.grid))
+        tiles = self._plan(padded.shape[:-1], tile)
+        clock = ProgressClock(len(tiles), "network")
+        parts: list[Candidates] = []
+        next_label = 1
+        for i, t in enumerate(tiles):
+            token.check()
+            prob, dist = yield from self._forward_safe(padded, t.src, tile or max(padded.shape[:-1]))
+            part = _tile_candidates(prob, dist, t, c.grid, out_shape, prob_thresh, shape)
+            parts.append(part)
+            if len(tiles) > 1:  # a single tile's preview would be the final result, computed twice
+                preview, next_label = self._tile_preview(part, t, shape, next_label)
+                if preview is not None:
+                    yield preview
+            yield clock.tick(i + 1, f"tile {i + 1}/{len(tiles)}")
+        cands = Candidates.concat(parts, c.ndim, c.n_rays, prob_thresh)
+        self._cache = (key, cands)
+        return cands
+
+    def _tile_preview(self, part: Candidates, t: Tile, shape, next_label: int):
+        core = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(t.core, shape))
+        if any(s.stop <= s.start for s in core):
+            return None, next_label
+        origin = np.array([s.start for s in core])
+        local = Candidates(part.points - origin, part.prob, part.dist, part.threshold)
+        labels = self.render(local, tuple(s.stop - s.start for s in core), self.default_settings()["nms_thresh"])
+        labels = labels.astype(np.int64)
+        n = int(labels.max())
+        labels[labels > 0] += next_label - 1
+        return Preview(labels, core, "labels"), next_label + n
+
+    # -- NMS and rendering ------------------------------------------------
+    def render(self, cands: Candidates, shape: tuple[int, ...], nms_thresh: float) -> np.ndarray:
+        """Non-maximum suppression over the candidates, then the label image."""
+        if len(cands.prob) == 0:
+            return np.zeros(shape, np.int32)
+        if self.net.config.ndim == 2:
+            from stardist.geometry import polygons_to_label
+            from stardist.nms import non_maximum_suppression_sparse
+
+            points, prob, dist, _ = non_maximum_suppression_sparse(
+                cands.dist, cands.prob, cands.points, nms_thresh=nms_thresh
+            )
+            return polygons_to_label(dist, points, shape=shape, prob=prob)
+        from stardist.geometry import polyhedron_to_label
+        from stardist.nms import non_maximum_suppression_3d_sparse
+
+        points, prob, dist, _ = non_maximum_suppression_3d_sparse(
+            cands.dist, cands.prob, cands.points, self.rays, nms_thresh=nms_thresh
+        )
+        return polyhedron_to_label(dist, points, rays=self.rays, prob=prob, shape=shape, verbose=False)
+
+    def segment(self, image: np.ndarray, settings: dict[str, Any], token: CancelToken, tile: int | None = None) -> Job:
+        """Labels for one normalised image (spatial..., C)."""
+        s = {**self.default_settings(), **(settings or {})}
+        cands = yield from self.candidates(image, token, tile, float(s["prob_thresh"]))
+        token.check()
+        return self.render(cands, image.shape[:-1], float(s["nms_thresh"]))
+
+
+def _on_grid(region: tuple[slice, ...], grid) -> tuple[slice, ...]:
+    return tuple(slice(s.start // g, -(-s.stop // g)) for s, g in zip(region, grid))
+
+
+def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, shape) -> Candidates:
+    own = _on_grid(t.core_in_src, grid)
+    dst = _on_grid(t.core, grid)
+    p, d = prob[own], np.maximum(dist[own], 1e-3)
+    keep = p > prob_thresh
+    border = tuple(
+        slice(BORDER if s.start == 0 else 0, (s.stop - s.start) - (BORDER if s.stop == n else 0))
+        for s, n in zip(dst, out_shape)
+    )
+    mask = np.zeros_like(keep)
+    mask[border] = True
+    keep &= mask
+    idx = np.stack(np.nonzero(keep), axis=1)
+    points = (idx + np.array([s.start for s in dst])) * np.asarray(grid)
+    inside = np.all(points < np.asarray(shape), axis=1)
+    return Candidates(points[inside], p[keep][inside], d[keep][inside], prob_thresh)
+
+
+def _fingerprint(image: np.ndarray, tile, model: StarDistSegmenter) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(image).data)
+    h.update(repr((image.shape, tile, id(model.net), str(model.device))).encode())
+    return h.hexdigest()
