@@ -1,6 +1,8 @@
 """Shared fixtures: the bundled nuclei sample and a StarDist model the tests train themselves."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,8 @@ def trained_stardist(nuclei, tmp_path_factory):
     img, gt = nuclei
     half = img.shape[1] // 2
     x = normalize_percentile(img)
-    settings = StarDistTraining(depth=2, filters=16, steps=300, lr=3e-3, patch=128, batch=4)
+    steps = int(os.environ.get("DLMICRO_TEST_TRAIN_STEPS", "300"))
+    settings = StarDistTraining(depth=2, filters=16, steps=steps, lr=3e-3, patch=128, batch=4)
     model = run_to_end(train_stardist_2d([x[:, :half]], [gt[:, :half]], settings, name="test-stardist"))
     folder = tmp_path_factory.mktemp("models") / "test-stardist"
     save_stardist(model, folder, description="trained by the test suite")
