@@ -57,13 +57,18 @@ class JobHandle:
         self.worker.quit()
 
     def _progress(self, ev: Progress) -> None:
+        if self.finished:
+            return
         if self._bar is None:
             self._bar = napari_progress(total=max(ev.total, 1), desc=self.title)
-        self._bar.total = max(ev.total, 1)
-        self._bar.n = min(ev.done, self._bar.total)
+        bar = self._bar
+        bar.total = max(ev.total, 1)
+        bar.n = min(ev.done, bar.total)
         eta = format_eta(ev.eta_s) if ev.done < ev.total else "done"
-        self._bar.set_description(f"{self.title}: {ev.message} (ETA {eta})" if ev.message else self.title)
-        self._bar.refresh()
+        bar.set_description(f"{self.title}: {ev.message} (ETA {eta})" if ev.message else self.title)
+        # set_description can process events, and the job may have finished (closing the bar) meanwhile.
+        if self._bar is bar:
+            bar.refresh()
 
     def _close_bar(self) -> None:
         if self._bar is not None:
