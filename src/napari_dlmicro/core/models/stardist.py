@@ -139,7 +139,7 @@ class StarDistSegmenter(Segmenter):
         free_gpu_memory(self.device)
         smaller = max(tile // 2, MIN_TILE)
         if smaller < tile:
-            yield Notice(f"GPU memory ran out: retrying with {smaller}-pixel tiles", "warning")
+            yield Notice(f"GPU memory ran out: retrying with smaller tiles ({smaller} pixels)", "warning")
             return (yield from self._stitched(padded, src, smaller))
         yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", "warning")
         self.to(torch.device("cpu"))
