@@ -138,7 +138,7 @@ def test_truncated_tiff(tmp_path, stack, imagej, keep):
         read_image(cut)
     message = str(err.value)
     assert message.startswith("cut.tif is truncated or corrupt")
-    assert "copy or export the file again" in message
+    assert "copy or export the file again" in message.lower()
 
 
 def test_write_labels_uint16_imagej_with_scale(tmp_path):
