@@ -65,7 +65,6 @@ def test_time_series_runs_frame_by_frame(model, right_half):
     assert set(result.table) >= {"frame", "label"}
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: a 2D model on a z-stack receives the whole stack, not one plane")
 def test_2d_model_on_a_z_stack_goes_plane_by_plane(model, right_half):
     img, _ = right_half
     events = []

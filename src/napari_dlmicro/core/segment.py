@@ -171,7 +171,9 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
         frame_key = unit[:frame_axes]
         if frame_key not in ranges:
             frame = data[frame_key] if frame_axes else data
-            ranges[frame_key] = percentile_range(frame, job.norm_low, job.norm_high, axis=tuple(range(frame.ndim - 1)))
+            lo, hi = percentile_range(frame, job.norm_low, job.norm_high, axis=tuple(range(frame.ndim - 1)))
+            # one value per channel: the frame may have more axes than the block (a z-stack cut into planes)
+            ranges[frame_key] = (lo.reshape(-1), hi.reshape(-1))
         lo, hi = ranges[frame_key]
         crop = tuple(placement[n_loop:])
         block = data[unit][crop + (slice(None),)]
