@@ -1,7 +1,7 @@
 """Regenerates docs/screenshot.png: napari with the sample, the Segmentation dock and its labels.
 
 Run under a display (or xvfb-run -a). MODEL may be a catalogue name or a folder;
-without one a small StarDist is trained on the sample for a minute first.
+without one a small StarDist is trained on the sample for three minutes first.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def main(model: str | None = None) -> None:
         img, gt = test_image_nuclei_2d(return_mask=True)
         half = img.shape[1] // 2
         trained = run_to_end(train_stardist_2d([normalize_percentile(img)[:, :half]], [gt[:, :half]],
-                                               StarDistTraining(minutes=1.5, steps=10**6), name="quick-stardist"))
+                                               StarDistTraining(minutes=3.0, steps=10**6), name="quick-stardist"))
         model = str(save_stardist(trained, Path(tempfile.mkdtemp()) / "quick-stardist"))
     viewer = napari.Viewer()
     viewer.window.resize(1400, 850)
