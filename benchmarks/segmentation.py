@@ -63,8 +63,10 @@ def time_stardist(model, image: np.ndarray, tile: int | None, repeats: int = 3) 
     return {"network_s": float(np.median(net_t)), "nms_s": float(np.median(nms_t)), "objects": n}
 
 
-def gui_stall(model_folder: str, image: np.ndarray) -> float:
-    """Longest gap (ms) between 5 ms heartbeats of napari's event loop while the dock segments."""
+def gui_stall(model_folder: str, image: np.ndarray) -> tuple[float, float]:
+    """(click ms, longest stall ms): the time ``Run`` holds the GUI (it creates the
+    output layer), then the longest gap between 5 ms heartbeats of napari's event
+    loop while the job runs and its result is written into the layer."""
     import napari
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
@@ -81,16 +83,21 @@ def gui_stall(model_folder: str, image: np.ndarray) -> float:
         gaps.append(now - last[0])
         last[0] = now
 
-    timer = QTimer(interval=5, timeout=beat)
-    timer.start()
-    dock.run()
     app = QApplication.instance()
+    for _ in range(20):
+        app.processEvents()
+    timer = QTimer(interval=5, timeout=beat)
+    t0 = time.perf_counter()
+    dock.run()
+    click_ms = (time.perf_counter() - t0) * 1000
+    last[0] = time.perf_counter()
+    timer.start()
     while dock.handle is not None:
         app.processEvents()
         time.sleep(0.001)
     timer.stop()
     viewer.close()
-    return max(gaps[1:]) * 1000 if len(gaps) > 1 else float("nan")
+    return click_ms, (max(gaps) * 1000 if gaps else float("nan"))
 
 
 def main() -> None:
@@ -120,8 +127,9 @@ def main() -> None:
         from napari_dlmicro.core.models.stardist_io import save_stardist
 
         folder = save_stardist(model, Path(tempfile.mkdtemp()) / "bench-stardist")
-        stall = gui_stall(str(folder), np.tile(img, (4, 4)))
-        print(f"longest event-loop stall while the dock segments 2048x2048: {stall:.1f} ms (target < 50 ms)")
+        click, stall = gui_stall(str(folder), np.tile(img, (4, 4)))
+        print(f"dock on 2048x2048: Run holds the GUI {click:.0f} ms (first run: the output layer is created); "
+              f"longest event-loop stall while it segments {stall:.1f} ms (target < 50 ms)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from .core import offload
 from .core.cancel import CancelToken
 from .core.errors import Cancelled, UserError
 from .core.events import Event, Job, Notice, Progress, format_eta
@@ -93,6 +94,7 @@ def start_job(
     token = CancelToken()
 
     def run() -> Job:
+        offload.use_process_pool(True)  # keep GIL-heavy geometry off napari's event loop
         return (yield from make_job(token))
 
     worker: GeneratorWorker = create_worker(run, _start_thread=False)

@@ -162,3 +162,18 @@ def write_csv(path: str | os.PathLike, table: Mapping[str, Sequence]) -> Path:
             writer.writerow(columns)
             writer.writerows(zip(*values))
     return Path(path)
+
+
+def measure_frames(labels: np.ndarray, intensity: np.ndarray | None, axes: str,
+                   scale: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Measurements for labels with axes ``axes`` (T, Z, Y, X): per frame with a
+    ``frame`` column when there is a T axis, else as one 2D or 3D image."""
+    spatial = "".join(a for a in axes if a in "ZYX")
+    sc = tuple((scale or {}).get(a, 1.0) for a in spatial) if scale else None
+    if "T" not in axes:
+        return measure_labels(labels, intensity, sc)
+    tables = []
+    for t in range(labels.shape[0]):
+        tab = measure_labels(labels[t], None if intensity is None else intensity[t], sc)
+        tables.append({"frame": np.full(len(tab["label"]), t), **tab})
+    return {k: np.concatenate([tb[k] for tb in tables]) for k in tables[0]}

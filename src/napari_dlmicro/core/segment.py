@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from . import offload
 from .axes import default_axes, normalize_axes, to_canonical
 from .cancel import NEVER, CancelToken
 from .devices import resolve_device
 from .errors import UserError
 from .events import Job, Notice, Preview, Progress, ProgressClock, run_to_end
-from .measure import measure_labels
+from .measure import measure_frames
 from .models.base import Segmenter
 from .models.cache import get_segmenter
 from .normalize import percentile_range
@@ -202,7 +203,7 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
     table = None
     if job.measure:
         intensity = data[tuple(placement) + (0,)] if data.shape[-1] == 1 else None
-        table = _measure(labels, intensity, axes_nc, job.scale)
+        table = offload.call(measure_frames, labels, intensity, axes_nc, job.scale)
     return SegmentResult(labels, axes_nc, model.info.name, placement, full_shape, table, notes)
 
 
@@ -221,19 +222,6 @@ def _unit_message(unit: tuple[int, ...], axes: str, n_units: int, inner: str) ->
 def _compact_dtype(labels: np.ndarray) -> np.ndarray:
     """uint16 while ids fit, uint32 beyond 65,535 objects."""
     return labels.astype(np.uint16) if labels.max(initial=0) <= np.iinfo(np.uint16).max else labels.astype(np.uint32)
-
-
-def _measure(labels: np.ndarray, intensity, axes: str, scale: dict[str, float] | None):
-    spatial = "".join(a for a in axes if a in "ZYX")
-    sc = tuple((scale or {}).get(a, 1.0) for a in spatial) if scale else None
-    if "T" not in axes:
-        return measure_labels(labels, intensity, sc)
-    tables = []
-    for t in range(labels.shape[0]):
-        tab = measure_labels(labels[t], None if intensity is None else intensity[t], sc)
-        tab = {"frame": np.full(len(tab["label"]), t), **tab}
-        tables.append(tab)
-    return {k: np.concatenate([tb[k] for tb in tables]) for k in tables[0]}
 
 
 def segment(image: np.ndarray, model: str | Path | Segmenter, **kwargs: Any) -> SegmentResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas  # noqa: F401 - napari imports it on the first Labels layer; pay that at dock start, not at Run
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
@@ -12,6 +13,7 @@ from qtpy.QtWidgets import (
     QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from ..core import offload
 from ..core.axes import default_axes
 from ..core.devices import DEVICE_CHOICES
 from ..core.errors import UserError
@@ -22,7 +24,7 @@ from ..core.models.store import CATALOGUE, list_models
 from ..core.segment import SegmentJob, SegmentResult, segment_job
 from ..core.settings import load_settings, save_settings
 from ..workers import JobHandle, start_job
-from ._layers import ThrottledRefresh, ensure_labels_layer, output_name
+from ._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
 from ._settings_form import SettingsForm
 from .view_region import visible_region
 
@@ -54,7 +56,8 @@ class SegmentationWidget(QWidget):
         self.handle: JobHandle | None = None
         self.result: SegmentResult | None = None
         self._out_layer: Labels | None = None
-        self._refresh = ThrottledRefresh()
+        self._bands: list = []
+        self._finished_pending: bool | None = None
         self._remembered = load_settings(SECTION)
         self._build()
         self._restore()
@@ -65,6 +68,7 @@ class SegmentationWidget(QWidget):
         self.viewer.camera.events.zoom.connect(self._schedule_live)
         self.viewer.dims.events.current_step.connect(self._schedule_live)
         self.destroyed.connect(lambda *_: self.cancel())
+        offload.warm_up()
 
     # -- layout -------------------------------------------------------------
     def _build(self) -> None:
@@ -254,7 +258,11 @@ class SegmentationWidget(QWidget):
             return
         name = output_name(layer.name, str(self.model_combo.currentText()).split()[0])
         self._pending = (layer, name)
-        self._out_layer = None
+        # The layer is made (or cleared) now, at the click, so nothing heavy happens while tiles stream in.
+        self._out_layer = ensure_labels_layer(self.viewer, name, self._output_shape(layer), layer, np.uint16)
+        if region is None and self._out_layer.data.any():
+            self._out_layer.data[...] = 0
+            self._out_layer.refresh()
         self._set_running(True, "Loading model…" if region is None else "Previewing the view…")
         self.handle = start_job(
             lambda token: segment_job(job, token), title="Segmentation",
@@ -297,12 +305,6 @@ class SegmentationWidget(QWidget):
         if running:
             self.progress.setValue(0)
 
-    def _labels_layer(self, full_shape) -> Labels:
-        if self._out_layer is None:
-            layer, name = self._pending
-            self._out_layer = ensure_labels_layer(self.viewer, name, full_shape, layer)
-        return self._out_layer
-
     def _on_event(self, ev) -> None:
         if isinstance(ev, Progress):
             self.progress.setValue(int(ev.fraction * 1000))
@@ -311,13 +313,18 @@ class SegmentationWidget(QWidget):
             self._show_tile(ev)
 
     def _show_tile(self, ev: Preview) -> None:
-        layer, _ = self._pending
-        shape = self._output_shape(layer)
-        out = self._labels_layer(shape)
+        out = self._out_layer
+        if out is None:
+            return
+        self._fit_dtype(int(ev.data.max(initial=0)))
         region = tuple(ev.region)
-        block = out.data[region]
-        block[...] = np.where(ev.data > 0, ev.data, block).astype(out.data.dtype, copy=False)
-        self._refresh(out)
+        current = out.data[region]
+        write_labels_region(out, region, np.where(ev.data > 0, ev.data, current).astype(out.data.dtype, copy=False))
+
+    def _fit_dtype(self, largest: int) -> None:
+        out = self._out_layer
+        if largest > np.iinfo(out.data.dtype).max:
+            out.data = out.data.astype(np.uint32)
 
     def _output_shape(self, layer: Image) -> tuple[int, ...]:
         axes = self.axes_edit.text().strip().upper() or default_axes(layer.data.ndim, layer.data.shape)
@@ -325,29 +332,43 @@ class SegmentationWidget(QWidget):
 
     def _on_result(self, result: SegmentResult) -> None:
         self.result = result
-        dtype = result.labels.dtype if result.labels.max(initial=0) > 65535 else np.uint32
         out = self._out_layer
         if out is None or out.data.shape != result.full_shape:
             layer, name = self._pending
-            out = self._out_layer = ensure_labels_layer(self.viewer, name, result.full_shape, layer, dtype)
-        if result.placement == tuple(slice(0, n) for n in result.full_shape):
-            out.data = result.labels.astype(out.data.dtype, copy=False) if out.data.dtype.itemsize >= result.labels.dtype.itemsize else result.labels
-        else:
-            out.data[result.placement] = result.labels
-            out.refresh()
+            out = self._out_layer = ensure_labels_layer(self.viewer, name, result.full_shape, layer, np.uint16)
+        self._fit_dtype(int(result.labels.max(initial=0)))
+        # Written band by band between events, so a large result never freezes the viewer.
+        self._bands = list(result_bands(result.placement, result.labels.shape))
+        self._apply_next_band()
+
+    def _apply_next_band(self) -> None:
+        if self._bands:
+            dst, src = self._bands.pop(0)
+            write_labels_region(self._out_layer, dst, self.result.labels[src].astype(self._out_layer.data.dtype))
+            QTimer.singleShot(0, self._apply_next_band)
+            return
+        self._show_summary(self.result)
+        if self._finished_pending is not None:
+            cancelled, self._finished_pending = self._finished_pending, None
+            self._go_idle(cancelled)
+
+    def _show_summary(self, result: SegmentResult) -> None:
         if result.table is not None:
-            out.features = result.table
-        n = result.n_objects
+            self._out_layer.features = result.table
         where = "in view" if result.placement != tuple(slice(0, s) for s in result.full_shape) else "in the image"
-        self.count_label.setText(f"{n} objects {where} ({result.model_name})")
+        self.count_label.setText(f"{result.n_objects} objects {where} ({result.model_name})")
         self.export_button.setEnabled(result.table is not None)
         for note in result.notes:
             show_info(note)
 
     def _on_finished(self, cancelled: bool) -> None:
+        if self._bands:
+            self._finished_pending = cancelled
+            return
+        self._go_idle(cancelled)
+
+    def _go_idle(self, cancelled: bool) -> None:
         self.handle = None
-        if self._out_layer is not None:
-            self._refresh(self._out_layer, force=True)
         if cancelled:
             self._set_running(False, "Cancelled: finished tiles are kept in the layer")
         elif not self.status.text().startswith("Error"):

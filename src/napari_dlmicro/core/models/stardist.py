@@ -19,7 +19,9 @@ import torch
 
 from ..cancel import CancelToken
 from ..devices import autocast, free_gpu_memory, is_out_of_memory
+from .. import offload
 from ..events import Job, Notice, Preview, ProgressClock
+from ..geometry import nms_render
 from ..nets.stardist_net import StarDistNet
 from ..tiling import Tile, pad_to_multiple, plan_tiles
 from .base import ModelInfo, Segmenter, Setting
@@ -206,23 +208,8 @@ class StarDistSegmenter(Segmenter):
     # -- NMS and rendering ------------------------------------------------
     def render(self, cands: Candidates, shape: tuple[int, ...], nms_thresh: float) -> np.ndarray:
         """Non-maximum suppression over the candidates, then the label image."""
-        if len(cands.prob) == 0:
-            return np.zeros(shape, np.int32)
-        if self.net.config.ndim == 2:
-            from stardist.geometry import polygons_to_label
-            from stardist.nms import non_maximum_suppression_sparse
-
-            points, prob, dist, _ = non_maximum_suppression_sparse(
-                cands.dist, cands.prob, cands.points, nms_thresh=nms_thresh
-            )
-            return polygons_to_label(dist, points, shape=shape, prob=prob)
-        from stardist.geometry import polyhedron_to_label
-        from stardist.nms import non_maximum_suppression_3d_sparse
-
-        points, prob, dist, _ = non_maximum_suppression_3d_sparse(
-            cands.dist, cands.prob, cands.points, self.rays, nms_thresh=nms_thresh
-        )
-        return polyhedron_to_label(dist, points, rays=self.rays, prob=prob, shape=shape, verbose=False)
+        rays_json = self.rays.to_json() if self.rays is not None else None
+        return offload.call(nms_render, cands.points, cands.prob, cands.dist, tuple(shape), float(nms_thresh), rays_json)
 
     def segment(self, image: np.ndarray, settings: dict[str, Any], token: CancelToken, tile: int | None = None) -> Job:
         """Labels for one normalised image (spatial..., C)."""

@@ -1,0 +1,30 @@
+"""StarDist candidates to labels: NMS and rendering, as plain picklable functions.
+
+Kept free of torch so that the helper process of :mod:`.offload` starts fast.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, ...],
+               nms_thresh: float, rays_json: dict | None = None) -> np.ndarray:
+    """Non-maximum suppression over star-convex candidates, then the label image.
+
+    2D when ``rays_json`` is None; 3D polyhedra along those rays otherwise.
+    """
+    if len(prob) == 0:
+        return np.zeros(shape, np.int32)
+    if rays_json is None:
+        from stardist.geometry import polygons_to_label
+        from stardist.nms import non_maximum_suppression_sparse
+
+        points, prob, dist, _ = non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh)
+        return polygons_to_label(dist, points, shape=shape, prob=prob)
+    from stardist.geometry import polyhedron_to_label
+    from stardist.nms import non_maximum_suppression_3d_sparse
+    from stardist.rays3d import rays_from_json
+
+    rays = rays_from_json(rays_json)
+    points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
+    return polyhedron_to_label(dist, points, rays=rays, prob=prob, shape=shape, verbose=False)
