@@ -80,6 +80,8 @@ class SegmentationWidget(QWidget):
         form.addRow("Axes", self.axes_edit)
         self.channel_spin = QSpinBox(toolTip="Channel for one-channel models (-1: all channels)")
         self.channel_spin.setRange(-1, 64)
+        self.channel_spin.setSpecialValueText("all")
+        self.channel_spin.setValue(-1)
         form.addRow("Channel", self.channel_spin)
         row = QHBoxLayout()
         self.model_combo = QComboBox(toolTip="Pretrained catalogue and stored models")
