@@ -80,6 +80,13 @@ def test_segment_returns_labels_and_progress(segmenter):
     assert len(calls) == network_work((128, 128))[0] == 1
 
 
+def test_segmentation_job_takes_2d_images_for_cellpose(segmenter):
+    from napari_dlmicro.core.segment import segment
+
+    result = segment(blobs((96, 96)), segmenter, axes="YX")
+    assert result.labels.shape == (96, 96)
+
+
 def test_cancel_stops_between_tile_batches(segmenter):
     token = CancelToken()
     image = blobs((128, 512))  # three tiles of 256 px, one per batch on the CPU

@@ -138,7 +138,7 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
     model = job.model if isinstance(job.model, Segmenter) else get_segmenter(job.model, resolve_device(job.device))
     data = _pick_channels(data, axes, model, job.channel)
     axes_nc = axes.replace("C", "")
-    if "Z" not in axes_nc and model.info.spatial_ndim == 3:
+    if "Z" not in axes_nc and model.info.spatial_ndim == 3 and not model.info.also_2d:
         raise UserError(f"{model.info.name} is a 3D model but the image has no Z axis",
                         "use a 2D model, or set the axes so that one of them is Z")
     if min(data.shape[axes_nc.index("Y")], data.shape[axes_nc.index("X")]) < MIN_SIZE:

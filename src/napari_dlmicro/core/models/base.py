@@ -35,6 +35,7 @@ class ModelInfo:
     source: str = ""  # folder, file or catalogue entry it came from
     settings: tuple[Setting, ...] = field(default_factory=tuple)
     notes: str = ""
+    also_2d: bool = False  # a 3D model that segments 2D images too (Cellpose-SAM)
 
 
 class Segmenter(ABC):

@@ -175,6 +175,7 @@ class CellposeSegmenter(Segmenter):
             name=name,
             kind="cellpose",
             spatial_ndim=3,
+            also_2d=True,
             n_channels=MAX_CHANNELS,
             source=source,
             settings=SETTINGS,

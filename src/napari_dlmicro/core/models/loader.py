@@ -42,5 +42,9 @@ def load_segmenter(ref: str | Path, device: torch.device | None = None) -> Segme
     kind = cfg.get("kind")
     if kind == "stardist":
         return load_ours(path, device, cfg)
+    if kind == "cellpose":
+        from .cellpose import load_cellpose
+
+        return load_cellpose(path / str(cfg.get("weights", "cellpose_weights.pt")), device)
     raise UserError(f"'{path.name}' holds a {kind or 'unknown'} model, which cannot segment",
                     "pick a StarDist or Cellpose model for segmentation")
