@@ -4,6 +4,12 @@ The layer layout follows the classic CSBDeep U-Net (``n_conv`` convolutions a
 level, max-pooling down, nearest upsampling and concatenation up), so that
 official StarDist Keras weights map one to one onto its convolutions: the
 Keras layer name of each convolution is kept in :attr:`UNet.keras_names`.
+
+Two optional changes (both off by default, so that layout stays exact) serve
+N2V2 (Höck et al., 2022), whose aim is to remove checkerboard artefacts:
+``pool_mode="blur"`` downsamples with max-blur-pooling (a stride-1 max, then
+a binomial blur with stride 2) instead of strided max-pooling, and
+``top_skip=False`` drops the full-resolution skip connection.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _ACTIVATIONS = {"relu": nn.ReLU, "linear": nn.Identity, "elu": nn.ELU, "leakyrelu": nn.LeakyReLU}
 
@@ -61,12 +68,14 @@ class UNetConfig:
     last_act: str = "relu"
     batch_norm: bool = False
     expansion: int = 2
+    pool_mode: str = "max"  # "max" | "blur" (max-blur-pool, N2V2)
+    top_skip: bool = True  # False drops the full-resolution skip connection (N2V2)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
+    def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
         d["pool"] = tuple(d.get("pool", (2,) * d.get("ndim", 2)))
         if isinstance(d.get("kernel"), list):
@@ -83,13 +92,51 @@ class UNetConfig:
         return tuple(p**self.depth for p in self.pool)
 
 
+class BlurPool(nn.Module):
+    """Max-blur-pooling: max over a ``pool`` window with stride 1, then a [1, 2, 1] blur with stride ``pool``.
+
+    Axes with a pool factor of 1 are left alone; factors other than 1 or 2 fall
+    back to plain max-pooling along that axis.
+    """
+
+    def __init__(self, ndim: int, pool: tuple[int, ...]) -> None:
+        super().__init__()
+        self.ndim, self.pool = ndim, tuple(int(p) for p in pool)
+        self.register_buffer("taps", torch.tensor([0.25, 0.5, 0.25]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        for axis, p in enumerate(self.pool):
+            if p == 1:
+                continue
+            dim = 2 + axis
+            if p != 2:  # plain max-pooling along this axis
+                size = [1] * self.ndim
+                size[axis] = p
+                x = (F.max_pool2d if self.ndim == 2 else F.max_pool3d)(x, size, size)
+                continue
+            # stride-1 max of each pixel and its successor (edge replicated), then blur with stride 2
+            nxt = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+            x = torch.maximum(x, nxt)
+            shape = [1] * self.ndim
+            shape[axis] = 3
+            kernel = self.taps.to(x.dtype).view(1, 1, *shape).expand(c, 1, *shape)
+            stride = [1] * self.ndim
+            stride[axis] = 2
+            n = x.shape[dim]
+            x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)  # replicate the edges
+            conv = F.conv2d if self.ndim == 2 else F.conv3d
+            x = conv(x, kernel, stride=tuple(stride), groups=c)
+        return x
+
+
 class UNet(nn.Module):
     """The U-Net body; its output has ``config.filters`` channels at input resolution."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = c = config
-        width = lambda level: int(c.filters * c.expansion**level)  # noqa: E731
+        width = lambda level: int(c.filters * c.expansion**level)
         self.keras_names: dict[str, str] = {}
         self.down = nn.ModuleList()
         c_in = c.in_channels
@@ -111,7 +158,7 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for n in reversed(range(c.depth)):
             level = nn.ModuleList()
-            c_in = c_in + width(n)
+            c_in = c_in + (width(n) if n > 0 or c.top_skip else 0)
             for i in range(c.n_conv - 1):
                 level.append(ConvBlock(c.ndim, c_in, width(n), c.kernel, c.act, c.batch_norm))
                 self.keras_names[f"up.{c.depth - 1 - n}.{i}"] = f"up_level_{n}_no_{i}"
@@ -121,8 +168,12 @@ class UNet(nn.Module):
             self.keras_names[f"up.{c.depth - 1 - n}.{c.n_conv - 1}"] = f"up_level_{n}_no_{c.n_conv}"
             c_in = width(max(0, n - 1))
             self.up.append(level)
-        pool_cls = nn.MaxPool2d if c.ndim == 2 else nn.MaxPool3d
-        self.pool = pool_cls(tuple(c.pool))
+        if c.pool_mode == "blur":
+            self.pool = BlurPool(c.ndim, tuple(c.pool))
+        elif c.pool_mode == "max":
+            self.pool = (nn.MaxPool2d if c.ndim == 2 else nn.MaxPool3d)(tuple(c.pool))
+        else:
+            raise ValueError(f"unknown pool_mode {c.pool_mode!r}; use 'max' or 'blur'")
         self.upsample = nn.Upsample(scale_factor=tuple(float(p) for p in c.pool), mode="nearest")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,8 +185,11 @@ class UNet(nn.Module):
             x = self.pool(x)
         for block in self.middle:
             x = block(x)
+        if not self.config.top_skip:
+            skips[0] = None
         for level, skip in zip(self.up, reversed(skips)):
-            x = torch.cat([self.upsample(x), skip], dim=1)
+            x = self.upsample(x)
+            x = x if skip is None else torch.cat([x, skip], dim=1)
             for block in level:
                 x = block(x)
         return x

@@ -1,0 +1,172 @@
+"""Denoising benchmark on the noisy nuclei sample: PSNR for equal wall time, throughput, GUI stall.
+
+Runs our Noise2Void for ``--minutes`` and, if the optional ``careamics``
+package is importable, CAREamics' N2V for the same wall time on the same
+image; prints PSNRs against the clean image (with the noisy input, the best
+Gaussian blur and non-local means for reference) and training throughput
+(patches/s). ``--stall`` trains in the dock of a real viewer and reports the
+longest gap of a 10 ms QTimer heartbeat. Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def baselines(noisy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """PSNR of the input, the best Gaussian blur and the best non-local means (both tuned on the clean image)."""
+    from skimage.filters import gaussian
+    from skimage.restoration import denoise_nl_means
+
+    from napari_dlmicro.core.quality import psnr
+
+    sigma = float(np.std(noisy - clean))
+    gauss = max(psnr(clean, gaussian(noisy, s, preserve_range=True)) for s in np.arange(0.5, 4.01, 0.25))
+    nlm = max(psnr(clean, denoise_nl_means(noisy, h=h * sigma, sigma=sigma, patch_size=5, patch_distance=6,
+                                           fast_mode=True)) for h in (0.8, 1.0, 1.3, 1.6, 2.0))
+    return {"noisy": psnr(clean, noisy), "gaussian (best sigma)": gauss, "nl-means (best h)": nlm}
+
+
+def ours(noisy: np.ndarray, clean: np.ndarray, minutes: float, device: str, **extra) -> tuple[float, float]:
+    """(PSNR, patches/s) of our N2V trained for ``minutes`` (``extra``: TrainSettings overrides)."""
+    from napari_dlmicro.core.denoise import denoise
+    from napari_dlmicro.core.events import run_to_end
+    from napari_dlmicro.core.quality import psnr
+    from napari_dlmicro.core.restoration_train import TrainSettings, train_restoration
+
+    s = TrainSettings(minutes=minutes, device=device, **extra)
+    result = run_to_end(train_restoration([noisy], None, s))
+    rate = result.model.config["steps"] * s.batch_size / result.model.config["seconds"]
+    return psnr(clean, denoise(noisy, result.model, tta=True)), rate
+
+
+def careamics_n2v(noisy: np.ndarray, clean: np.ndarray, minutes: float) -> tuple[float, float] | None:
+    """(PSNR, patches/s) of CAREamics' N2V (its defaults) stopped after ``minutes``; None if careamics is absent."""
+    try:
+        from careamics import CAREamist
+        from careamics.config import create_n2v_config
+        from lightning.pytorch.callbacks import Callback
+    except ImportError:
+        return None
+    from napari_dlmicro.core.quality import psnr
+
+    class Budget(Callback):
+        """Stop training once the wall-clock budget is spent; count the batches."""
+
+        def __init__(self) -> None:
+            self.start, self.batches = 0.0, 0
+
+        def on_train_start(self, trainer, *args) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            self.batches += 1
+            if time.perf_counter() - self.start > minutes * 60:
+                trainer.should_stop = True
+
+    cfg = create_n2v_config(experiment_name="bench", data_type="array", axes="YX", patch_size=[64, 64],
+                            batch_size=16, num_epochs=10_000, augmentations=["x_flip", "y_flip", "rotate_90"])
+    budget = Budget()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        model = CAREamist(cfg, work_dir=work, callbacks=[budget], enable_progress_bar=False)
+        model.train(train_data=noisy)
+        rate = budget.batches * 16 / (time.perf_counter() - budget.start)
+        pred = model.predict(noisy, axes="YX", tile_size=(256, 256))
+    pred = pred[0] if isinstance(pred, tuple) else pred
+    pred = np.squeeze(np.asarray(pred[0] if isinstance(pred, list) else pred))
+    return psnr(clean, pred), rate
+
+
+def gui_stall(minutes: float) -> dict[str, float]:
+    """Longest gap (ms) of a 10 ms QTimer heartbeat while the dock trains, then applies with a ground truth."""
+    import napari
+    import torch._dynamo  # noqa: F401  (before Qt starts: imported later, from a worker thread, it can crash)
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
+    from napari_dlmicro.widgets.denoise import DenoiseWidget
+
+    viewer = napari.Viewer(show=True)
+    noisy, clean = noisy_nuclei_arrays()
+    viewer.add_image(clean, name="clean")
+    viewer.add_image(noisy, name="noisy")
+    dock = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(dock)
+    dock.image.setCurrentText("noisy")
+    dock.truth.setCurrentText("clean")
+    dock.minutes.setValue(minutes)
+    gaps: list[float] = []
+    at: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        at.append(now)
+        last[0] = now
+
+    def wait_idle() -> None:
+        loop = QEventLoop()
+        poll = QTimer()
+        poll.timeout.connect(lambda: dock.job is None and loop.quit())
+        poll.start(50)
+        loop.exec()
+        poll.stop()
+
+    heart = QTimer()
+    heart.setInterval(10)
+    heart.timeout.connect(beat)
+    heart.start()
+    phases = {}
+    for phase, button in (("train", dock.train_btn), ("apply", dock.apply_btn)):
+        gaps.clear()
+        at.clear()
+        t0 = last[0] = time.perf_counter()
+        button.click()
+        wait_idle()
+        phases[f"{phase} max stall ms"] = (max(gaps) - 0.010) * 1000 if gaps else float("nan")
+        phases[f"{phase} beats"] = float(len(gaps))
+        phases[f"{phase} stalls > 50 ms"] = sum(g > 0.060 for g in gaps)
+        worst = sorted(zip(gaps, at), reverse=True)[:4]
+        phases[f"{phase} worst (ms @ s)"] = ", ".join(f"{(g - 0.01) * 1000:.0f} @ {t - g - t0:.1f}" for g, t in worst)
+    heart.stop()
+    phases["quality"] = dock.quality.text().replace("\n", "; ")
+    viewer.close()
+    return phases
+
+
+def main() -> None:
+    """Parse flags, run, print."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--stall", action="store_true", help="measure the GUI stall while the dock trains instead")
+    p.add_argument("--skip-peer", action="store_true", help="do not run CAREamics")
+    p.add_argument("--lr", type=float, default=None, help="override our learning rate")
+    p.add_argument("--ema", type=float, default=None, help="override our weight-averaging decay")
+    args = p.parse_args()
+    if args.stall:
+        for name, value in gui_stall(args.minutes).items():
+            print(f"{name:28s} {value}")
+        return
+    from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
+
+    noisy, clean = noisy_nuclei_arrays()
+    for name, value in baselines(noisy, clean).items():
+        print(f"{name:28s} PSNR {value:6.2f} dB")
+    extra = {k: v for k, v in (("learning_rate", args.lr), ("ema", args.ema)) if v is not None}
+    value, rate = ours(noisy, clean, args.minutes, args.device, **extra)
+    print(f"{'napari-dlmicro N2V':28s} PSNR {value:6.2f} dB  {rate:7.1f} patches/s  ({args.minutes} min)")
+    peer = None if args.skip_peer else careamics_n2v(noisy, clean, args.minutes)
+    if peer is None:
+        print("CAREamics N2V: skipped (--skip-peer, or careamics not installed)")
+    else:
+        print(f"{'CAREamics N2V':28s} PSNR {peer[0]:6.2f} dB  {peer[1]:7.1f} patches/s  ({args.minutes} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""The Denoising dock: train Noise2Void or CARE on layers, watch it learn, apply it."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.events import Metrics, Preview, Progress, format_eta
+from ..core.settings import load_settings, save_settings
+from ._loss_plot import LossPlot
+
+NONE = "—"
+SECTION = "denoise"
+
+
+class DenoiseWidget(QWidget):
+    """Dock widget: pick layers, train (live loss, ETA, preview), cancel, apply, compare."""
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.model = None
+        self.job = None
+        self._t_start = 0.0
+        self._folder = None
+        self.image, self.target, self.truth = QComboBox(), QComboBox(), QComboBox()
+        self.kind = QComboBox()
+        self.kind.addItems(["n2v", "care"])
+        self.axes = QLineEdit()
+        self.axes.setPlaceholderText("auto (YX, ZYX, TYX, CYX, ...)")
+        self.channels = QComboBox()
+        self.channels.addItems(["independent", "joint"])
+        self.minutes = self._dspin(0.05, 600, 3.0, 0.5)
+        self.patch = self._spin(16, 512, 64, 16)
+        self.batch = self._spin(1, 256, 16, 1)
+        self.val_fraction = self._dspin(0.0, 0.5, 0.1, 0.05)
+        self.lr = self._dspin(1e-5, 1e-1, 5e-4, 1e-4, decimals=5)
+        self.augment = QCheckBox("flips and rotations")
+        self.n2v2 = QCheckBox("N2V2 network (against checkerboard artefacts)")
+        self.augment.setChecked(True)
+        self.name = QLineEdit("n2v_model")
+        self.train_btn, self.cancel_btn = QPushButton("Train"), QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.status = QLabel("idle")
+        self.plot = LossPlot(self)
+        self.models = QComboBox()
+        self.load_btn, self.apply_btn = QPushButton("Load model"), QPushButton("Apply to layer")
+        self.folder_btn = QPushButton("Apply to folder…")
+        self.quality = QLabel("")
+        self._build()
+        self._restore()
+        for combo in (self.image, self.target, self.truth):
+            combo.setMinimumWidth(120)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self._refresh_models()
+
+    @staticmethod
+    def _spin(lo: int, hi: int, value: int, step: int) -> QSpinBox:
+        w = QSpinBox()
+        w.setRange(lo, hi), w.setValue(value), w.setSingleStep(step)
+        return w
+
+    @staticmethod
+    def _dspin(lo: float, hi: float, value: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
+        w = QDoubleSpinBox()
+        w.setDecimals(decimals), w.setRange(lo, hi), w.setValue(value), w.setSingleStep(step)
+        return w
+
+    def _build(self) -> None:
+        form = QFormLayout()
+        for label, w in (("image", self.image), ("kind", self.kind), ("CARE target", self.target),
+                         ("axes", self.axes), ("channels", self.channels), ("minutes", self.minutes),
+                         ("patch", self.patch), ("batch size", self.batch), ("validation", self.val_fraction),
+                         ("learning rate", self.lr), ("augment", self.augment), ("N2V", self.n2v2),
+                         ("save as", self.name)):
+            form.addRow(label, w)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_btn), buttons.addWidget(self.cancel_btn)
+        apply_form = QFormLayout()
+        apply_form.addRow("model", self.models)
+        apply_form.addRow("ground truth", self.truth)
+        apply_row = QHBoxLayout()
+        for b in (self.load_btn, self.apply_btn, self.folder_btn):
+            apply_row.addWidget(b)
+        layout = QVBoxLayout(self)
+        for item in (form, buttons):
+            layout.addLayout(item)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+        layout.addLayout(apply_form)
+        layout.addLayout(apply_row)
+        layout.addWidget(self.quality)
+        self.train_btn.clicked.connect(self.train)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.load_btn.clicked.connect(self.load_model)
+        self.apply_btn.clicked.connect(self.apply)
+        self.folder_btn.clicked.connect(self._apply_folder_dialog)
+        self.kind.currentTextChanged.connect(lambda k: self.name.setText(f"{k}_model"))
+
+    # ------------------------------------------------------------ state
+    def _values(self) -> dict[str, Any]:
+        return {"kind": self.kind.currentText(), "minutes": self.minutes.value(), "patch": self.patch.value(),
+                "batch_size": self.batch.value(), "val_fraction": self.val_fraction.value(),
+                "learning_rate": self.lr.value(), "augment": self.augment.isChecked(),
+                "n2v2": self.n2v2.isChecked(), "channels": self.channels.currentText()}
+
+    def _restore(self) -> None:
+        s = load_settings(SECTION)
+        try:
+            for key, spin in (("minutes", self.minutes), ("patch", self.patch), ("batch_size", self.batch),
+                              ("val_fraction", self.val_fraction), ("learning_rate", self.lr)):
+                if key in s:
+                    spin.setValue(type(spin.value())(s[key]))
+            self.augment.setChecked(bool(s.get("augment", True)))
+            self.n2v2.setChecked(bool(s.get("n2v2", False)))
+            self.kind.setCurrentText(str(s.get("kind", "n2v")))
+            self.channels.setCurrentText(str(s.get("channels", "independent")))
+        except (TypeError, ValueError):
+            pass
+
+    def _refresh_layers(self, *_: Any) -> None:
+        from napari.layers import Image
+
+        names = [layer.name for layer in self.viewer.layers
+                 if isinstance(layer, Image) and not layer.name.endswith(("[preview]", "[denoised]"))]
+        for combo, optional in ((self.image, False), (self.target, True), (self.truth, True)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(([NONE] if optional else []) + names)
+            if current in names or current == NONE:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+
+    def _refresh_models(self) -> None:
+        from ..core.models.store import list_models
+
+        self.models.clear()
+        self.models.addItems([m.name for m in list_models() if m.kind in ("n2v", "care")])
+
+    def _layer(self, combo: QComboBox):
+        name = combo.currentText()
+        return None if name in ("", NONE) else self.viewer.layers[name]
+
+    def _axes(self, layer) -> str | None:
+        return self.axes.text().strip().upper() or None
+
+    def _busy(self, busy: bool) -> None:
+        self.train_btn.setEnabled(not busy)
+        self.apply_btn.setEnabled(not busy)
+        self.cancel_btn.setEnabled(busy)
+
+    # ------------------------------------------------------------ training
+    def _preview_spec(self, layer, axes: str | None):
+        """(sample index, region) of the field in view: a crop around the camera centre."""
+        from ..core.axes import default_axes
+
+        data = layer.data
+        axes = axes or default_axes(data.ndim, data.shape)
+        spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+        centre = layer.world_to_data(self.viewer.camera.center if len(self.viewer.camera.center) == data.ndim
+                                     else self.viewer.dims.point)
+        region = []
+        for i in spatial:
+            n = data.shape[i]
+            size = min(n, 192 if axes[i] != "Z" else 32)
+            c = int(np.clip(round(float(centre[i])), 0, n - 1)) if i < len(centre) else n // 2
+            start = int(np.clip(c - size // 2, 0, n - size))
+            region.append(slice(start, start + size))
+        t = int(self.viewer.dims.current_step[axes.index("T")]) if "T" in axes else 0
+        n_c = data.shape[axes.index("C")] if "C" in axes and self.channels.currentText() == "independent" else 1
+        return (t * n_c, tuple(region)), spatial
+
+    def train(self) -> None:
+        """Start training on the chosen layer(s)."""
+        from ..core.models.store import store_dir
+        from ..core.restoration_train import TrainSettings, train_restoration
+        from ..workers import start_job
+
+        layer = self._layer(self.image)
+        if layer is None:
+            self.status.setText("pick an image layer first")
+            return
+        values = self._values()
+        save_settings(SECTION, values)
+        kind = values["kind"]
+        target = self._layer(self.target) if kind == "care" else None
+        image = np.asarray(layer.data)
+        targets = [np.asarray(target.data)] if target is not None else None
+        axes = self._axes(layer)
+        settings = TrainSettings(kind=kind, axes=axes, channels=values["channels"], minutes=values["minutes"],
+                                 patch=values["patch"], batch_size=values["batch_size"],
+                                 val_fraction=values["val_fraction"], learning_rate=values["learning_rate"],
+                                 augment=values["augment"], strategy="n2v2", n2v2_net=values["n2v2"],
+                                 max_threads=max(1, (os.cpu_count() or 1) - 1))  # a core for napari
+        self._folder = store_dir() / (self.name.text().strip() or f"{kind}_model")
+        spec, spatial = self._preview_spec(layer, axes)
+        self._preview_geometry = (layer, spec[1], spatial)
+        self.plot.clear()
+        self._busy(True)
+        self._t_start = time.perf_counter()
+        folder = self._folder
+        self.job = start_job(lambda token: train_restoration([image], targets if kind == "care" else None,
+                                                             settings, token, folder, spec),
+                             title=f"train {kind}", on_event=self._on_event, on_result=self._on_trained,
+                             on_error=self._on_error, on_finished=self._on_train_finished)
+
+    def cancel(self) -> None:
+        """Stop training; the best model so far stays saved and is loaded."""
+        if self.job is not None:
+            self.job.cancel()
+
+    def _on_event(self, ev) -> None:
+        if self.job is None:  # a late event of a finished (or cancelled) job must not overwrite its outcome
+            return
+        if isinstance(ev, Progress):
+            self.status.setText(f"{ev.message} — {ev.fraction:.0%}, ETA {format_eta(ev.eta_s)}")
+        elif isinstance(ev, Metrics) and "val_loss" in ev.values:
+            self.plot.add(ev.step, ev.values["train_loss"], ev.values["val_loss"])
+        elif isinstance(ev, Preview) and ev.kind == "image" and len(ev.region or ()) >= 2:
+            self._show_preview(ev)
+
+    def _show_preview(self, ev: Preview) -> None:
+        layer, region, spatial = self._preview_geometry
+        scale = [layer.scale[i] for i in spatial]
+        translate = [layer.translate[i] + r.start * s for i, r, s in zip(spatial, region, scale)]
+        name = f"{layer.name} [preview]"
+        if name in self.viewer.layers:
+            prev = self.viewer.layers[name]
+            prev.data, prev.translate = ev.data, translate
+        else:
+            self.viewer.add_image(ev.data, name=name, scale=scale, translate=translate,
+                                  contrast_limits=tuple(layer.contrast_limits))
+
+    def _on_trained(self, result) -> None:
+        self.model = result.model
+        self.status.setText(f"trained: best validation loss {result.best_val_loss:.4g}; saved to {result.folder}")
+
+    def _on_error(self, message: str) -> None:
+        self.status.setText(message)
+
+    def _on_train_finished(self, cancelled: bool) -> None:
+        self._busy(False)
+        self.job = None
+        if cancelled and self._folder is not None and (self._folder / "config.json").is_file():
+            from ..core.models.restoration import load_restoration
+
+            self.model = load_restoration(self._folder)
+            self.status.setText(f"cancelled: the best model so far is saved in {self._folder}")
+        elif cancelled:
+            self.status.setText("cancelled before the first validation: no model saved")
+        self._refresh_models()
+
+    # ------------------------------------------------------------ applying
+    def load_model(self) -> None:
+        """Load the model chosen in the list of stored models."""
+        from ..core.errors import UserError
+        from ..core.models.restoration import load_restoration
+
+        try:
+            self.model = load_restoration(self.models.currentText())
+            self.status.setText(f"loaded {self.models.currentText()} ({self.model.kind})")
+        except UserError as exc:
+            self.status.setText(str(exc))
+
+    def apply(self) -> None:
+        """Denoise the chosen layer (every time point) into a float32 layer next to it."""
+        from ..core.denoise import apply_job
+        from ..workers import start_job
+
+        layer = self._layer(self.image)
+        if layer is None or self.model is None:
+            self.status.setText("train or load a model, and pick an image layer")
+            return
+        model, data, axes = self.model, np.asarray(layer.data), self._axes(layer)
+        truth = self._layer(self.truth)
+        truth_data = np.asarray(truth.data) if truth is not None and truth is not layer else None
+        self._busy(True)
+        self.job = start_job(lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v",
+                                                     token=token),
+                             title="denoise", on_event=self._on_event,
+                             on_result=lambda res: self._show_result(layer, res), on_error=self._on_error,
+                             on_finished=self._on_apply_finished)
+
+    def _on_apply_finished(self, cancelled: bool) -> None:
+        self._busy(False)
+        self.job = None
+
+    def _show_result(self, layer, res) -> None:
+        """Put the output next to its input (same scale), or update it in place on a re-run."""
+        name = f"{layer.name} [denoised]"
+        if name in self.viewer.layers:
+            result = self.viewer.layers[name]
+            result.data, result.contrast_limits = res.image, res.limits
+        else:
+            index = self.viewer.layers.index(layer) + 1
+            result = self.viewer.add_image(res.image, name=name, scale=layer.scale, translate=layer.translate,
+                                           contrast_limits=res.limits)
+            self.viewer.layers.move(self.viewer.layers.index(result), index)
+        self.status.setText(f"denoised {layer.name}")
+        if res.score_error:
+            self.quality.setText(res.score_error)
+        elif res.scores:
+            a, b = res.scores["input"], res.scores["output"]
+            self.quality.setText(f"input: PSNR {a['psnr']:.2f} dB, SSIM {a['ssim']:.3f}\n"
+                                 f"output: PSNR {b['psnr']:.2f} dB, SSIM {b['ssim']:.3f}")
+        else:
+            self.quality.setText("")
+
+    def _apply_folder_dialog(self) -> None:
+        src = QFileDialog.getExistingDirectory(self, "Folder of images to denoise")
+        dst = QFileDialog.getExistingDirectory(self, "Output folder") if src else ""
+        if src and dst:
+            self.apply_to_folder(src, dst)
+
+    def apply_to_folder(self, src: str, dst: str) -> None:
+        """Denoise every TIFF of ``src`` into ``dst/<stem>_denoised.tif`` in a worker."""
+        from ..cli.denoise import denoise_files
+        from ..core.models.restoration import save_restoration
+        from ..workers import start_job
+
+        if self.model is None:
+            self.status.setText("train or load a model first")
+            return
+        model_dir = self._folder if self._folder is not None and self._folder.is_dir() else None
+        if model_dir is None:
+            import tempfile
+            from pathlib import Path
+
+            model_dir = save_restoration(self.model, Path(tempfile.mkdtemp()) / "model")
+
+        def job(token):
+            written = denoise_files([src], dst, str(model_dir), progress=False)
+            yield Progress(1, 1, f"{len(written)} file(s) written")
+            return written
+
+        self._busy(True)
+        self.job = start_job(job, title="denoise folder", on_event=self._on_event, on_error=self._on_error,
+                             on_finished=self._on_apply_finished)

@@ -1,0 +1,56 @@
+"""CARE: supervised pairs, shared model folder, bad pairs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
+from napari_dlmicro.core.denoise import denoise
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.events import run_to_end
+from napari_dlmicro.core.models.care import check_pairs, match_pairs
+from napari_dlmicro.core.models.restoration import load_restoration
+from napari_dlmicro.core.quality import psnr, quality
+from napari_dlmicro.core.restoration_train import TrainSettings, train_restoration
+
+FAST = dict(kind="care", patch=32, batch_size=8, filters=16, steps_per_epoch=10, device="cpu")
+
+
+def test_care_learns_noisy_to_clean(tmp_path):
+    noisy, clean = noisy_nuclei_arrays()
+    x, y = noisy[:128, :128], clean[:128, :128]
+    result = run_to_end(train_restoration([x], [y], TrainSettings(minutes=0.15, **FAST), save_to=tmp_path / "care"))
+    model = load_restoration(tmp_path / "care")
+    assert model.kind == "care" and model.config["normalization"]["input_mode"] == "per_image"
+    out = denoise(x, model)
+    assert out.dtype == np.float32
+    assert psnr(y, out) > psnr(y, x) + 2.0
+    assert result.history["val_loss"]
+
+
+def test_pairs_of_different_shapes_or_counts():
+    a, b = np.zeros((32, 32)), np.zeros((32, 30))
+    with pytest.raises(UserError, match="its target is"):
+        check_pairs([a], [b])
+    with pytest.raises(UserError, match="one target per input"):
+        check_pairs([a, a], [a])
+    with pytest.raises(UserError, match="needs target"):
+        run_to_end(train_restoration([np.random.rand(32, 32)], None, TrainSettings(epochs=1, **FAST)))
+
+
+def test_pairs_matched_by_name():
+    pairs = match_pairs([Path("a/x.tif"), Path("a/y.tif")], [Path("b/y.tif"), Path("b/x.tif")])
+    assert [(p.name, q.parent.name) for p, q in pairs] == [("x.tif", "b"), ("y.tif", "b")]
+    with pytest.raises(UserError, match="no target of the same file name"):
+        match_pairs([Path("a/x.tif")], [Path("b/z.tif")])
+
+
+def test_quality_metrics():
+    rng = np.random.default_rng(0)
+    truth = rng.random((64, 64))
+    q = quality(truth, truth + 0.01 * rng.standard_normal(truth.shape))
+    assert q["psnr"] > 35 and 0.9 < q["ssim"] <= 1.0
+    with pytest.raises(UserError, match="same shape"):
+        psnr(truth, truth[:10])
