@@ -1,65 +1,89 @@
-"""Training a StarDist network from (image, labels) pairs.
+"""Training StarDist (2D or 3D) from (image, labels) pairs, with validation and checkpoints.
 
-Targets come from stardist's geometry (``star_dist`` for the ray lengths,
-``edt_prob`` for the object probability); the losses are StarDist's: binary
-cross-entropy on the probability, and the mean absolute ray error weighted by
-that probability. Random patches with flips and 90° rotations; Adam with a
-short warm-up then cosine decay to the end of the budget (steps or minutes),
-which keeps short runs stable.
+Targets come from stardist's geometry (``star_dist``/``star_dist3D`` for the
+ray lengths, ``edt_prob`` for the object probability); the losses are
+StarDist's: binary cross-entropy on the probability plus the mean absolute
+ray error weighted by it. Random patches (biased towards objects) with
+flips, 90° rotations, intensity and optional elastic augmentation; Adam with
+warm-up and cosine decay over the budget (steps, epochs or minutes).
+
+Every ``validate_every`` steps (one "epoch") the network is scored on the
+held-out images (validation loss, F1 and AP at IoU 0.5); the best weights
+are kept, and written to ``save_to`` as a checkpoint (atomically). At the
+end, or when the token is cancelled, the best weights come back, the two
+thresholds are optimised on the validation images, and the model is saved.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..cancel import NEVER, CancelToken
+from ..devices import set_cpu_threads
 from ..errors import UserError
-from ..events import Job, Metrics, ProgressClock
+from ..events import Job, Metrics, Notice, ProgressClock
 from ..nets.stardist_net import StarDistNet, StarDistNetConfig
 from ..nets.unet import UNetConfig
+from ..train import BestKeeper, Budget, augment_pair, avoid_triton_crash, lr_at, parse_augment, random_crop
 from .stardist import StarDistSegmenter
+from .stardist_thresholds import optimize_thresholds, validate
 
 
 @dataclass(frozen=True)
 class StarDistTraining:
-    """Settings of one training run."""
+    """Settings of one training run. ``steps``, ``epochs`` or ``minutes`` sets the budget."""
 
     n_rays: int = 32
     grid: int = 2
     depth: int = 3
     filters: int = 32
     patch: int = 128
+    patch_z: int = 32
     batch: int = 4
     lr: float = 1e-3
     steps: int = 400
+    epochs: int | None = None
     minutes: float | None = None
+    validate_every: int | None = None  # steps per epoch; None: one pass over the training pixels (>= 10)
+    validate_every_s: float = 15.0  # under a time budget, validate at most this often
+    augment: tuple[str, ...] = ("flips", "rot90", "intensity")
+    optimize_thresholds: bool = True
     seed: int = 0
 
 
+@dataclass
+class TrainResult:
+    """A trained model, its history (one row per validation), and where it was saved."""
+
+    model: StarDistSegmenter
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    folder: Path | None = None
+    stopped_early: bool = False
+
+
+def targets(labels: np.ndarray, n_rays: int, grid: tuple[int, ...], rays=None) -> tuple[np.ndarray, np.ndarray]:
+    """Probability (grid-subsampled) and ray lengths (..., R) for one label patch."""
+    from stardist import edt_prob, star_dist, star_dist3D
+
+    sub = tuple(slice(None, None, g) for g in grid)
+    prob = edt_prob(labels)[sub].astype(np.float32)
+    if labels.ndim == 2:
+        dist = star_dist(labels, n_rays, grid=tuple(grid))
+    else:
+        dist = star_dist3D(labels, rays, grid=tuple(grid))
+    return prob, dist.astype(np.float32)
+
+
 def targets_2d(labels: np.ndarray, n_rays: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probability (H/g, W/g) and ray lengths (H/g, W/g, R) for one label patch."""
-    from stardist import edt_prob, star_dist
-
-    prob = edt_prob(labels)[::grid, ::grid].astype(np.float32)
-    dist = star_dist(labels, n_rays, grid=(grid, grid)).astype(np.float32)
-    return prob, dist
-
-
-def _random_patch(rng, image, labels, patch: int):
-    h, w = labels.shape
-    y = rng.integers(0, h - patch + 1)
-    x = rng.integers(0, w - patch + 1)
-    img, lab = image[y : y + patch, x : x + patch], labels[y : y + patch, x : x + patch]
-    k = rng.integers(4)
-    img, lab = np.rot90(img, k, (0, 1)), np.rot90(lab, k, (0, 1))
-    if rng.random() < 0.5:
-        img, lab = img[:, ::-1], lab[:, ::-1]
-    return np.ascontiguousarray(img), np.ascontiguousarray(lab)
+    """2D :func:`targets` with one grid factor for both axes."""
+    return targets(labels, n_rays, (grid, grid))
 
 
 def stardist_loss(prob, dist, prob_t, dist_t, dist_weight: float = 0.2) -> torch.Tensor:
@@ -67,6 +91,237 @@ def stardist_loss(prob, dist, prob_t, dist_t, dist_weight: float = 0.2) -> torch
     bce = F.binary_cross_entropy(prob.clamp(1e-6, 1 - 1e-6), prob_t)
     mae = (prob_t * (dist - dist_t).abs().mean(dim=1, keepdim=True)).sum() / prob_t.sum().clamp_min(1e-6)
     return bce + dist_weight * mae
+
+
+def _with_channels(images: Sequence[np.ndarray], mask_ndim: int) -> list[np.ndarray]:
+    return [np.asarray(im, np.float32)[..., None] if im.ndim == mask_ndim else np.asarray(im, np.float32) for im in images]
+
+
+def _patch_shape(s: StarDistTraining, ndim: int, div: tuple[int, ...], shapes) -> tuple[int, ...]:
+    patch = (s.patch,) * 2 if ndim == 2 else (s.patch_z, s.patch, s.patch)
+    smallest = tuple(min(sh[d] for sh in shapes) for d in range(ndim))
+    if any(p > n for p, n in zip(patch, smallest)):
+        raise UserError(f"patch size {patch} is larger than the smallest training image {smallest}",
+                        f"choose a patch size of at most {min(smallest[-2:])} (or add larger annotations)")
+    if any(p % d for p, d in zip(patch, div)):
+        raise UserError(f"patch size {patch} is not a multiple of {div}, which this network needs",
+                        f"use a multiple of {max(div)}")
+    return patch
+
+
+def build_network(s: StarDistTraining, ndim: int, n_channels: int) -> tuple[StarDistNet, Any]:
+    """A fresh StarDist network (and, for 3D, its rays)."""
+    grid = (s.grid, s.grid) if ndim == 2 else (1, s.grid, s.grid)
+    pool = (2,) * ndim
+    unet = UNetConfig(ndim=ndim, depth=s.depth, filters=s.filters, kernel=3, pool=pool)
+    net = StarDistNet(StarDistNetConfig(ndim=ndim, n_channels=n_channels, n_rays=s.n_rays, grid=grid, unet=unet))
+    rays = None
+    if ndim == 3:
+        from stardist.rays3d import Rays_GoldenSpiral
+
+        rays = Rays_GoldenSpiral(s.n_rays)
+    return net, rays
+
+
+def _batch(rng, images, masks, patch, kinds, batch, cfg, rays, channels_last: bool):
+    xb, pb, db = [], [], []
+    for _ in range(batch):
+        i = int(rng.integers(len(images)))
+        img, lab = random_crop(rng, images[i], masks[i], patch)
+        img, lab = augment_pair(rng, img, lab, kinds)
+        p, d = targets(lab, cfg.n_rays, cfg.grid, rays)
+        xb.append(np.moveaxis(img, -1, 0))
+        pb.append(p[None])
+        db.append(np.moveaxis(d, -1, 0))
+    x = torch.from_numpy(np.stack(xb))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.from_numpy(np.stack(pb)), torch.from_numpy(np.stack(db))
+
+
+def _val_patches(images, masks, patch, cfg, rays, limit: int = 8):
+    """Fixed validation patches (a grid of crops) for the validation loss."""
+    xs, ps, ds = [], [], []
+    div = cfg.div_by
+    smallest = [min(m.shape[d] for m in masks) for d in range(len(patch))]
+    patch = tuple(min(p, n // v * v) for p, n, v in zip(patch, smallest, div))
+    if min(patch) < 1:
+        return None
+    for img, lab in zip(images, masks):
+        starts = [range(0, max(n - p, 0) + 1, p) for n, p in zip(lab.shape, patch)]
+        for corner in np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, lab.ndim):
+            sl = tuple(slice(c, c + p) for c, p in zip(corner, patch))
+            if not lab[sl].any():
+                continue
+            p_, d_ = targets(np.ascontiguousarray(lab[sl]), cfg.n_rays, cfg.grid, rays)
+            xs.append(np.moveaxis(img[sl], -1, 0))
+            ps.append(p_[None])
+            ds.append(np.moveaxis(d_, -1, 0))
+            if len(xs) >= limit:
+                break
+    if not xs:
+        return None
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ps)), torch.from_numpy(np.stack(ds))
+
+
+def train_stardist(
+    train_images: Sequence[np.ndarray],
+    train_masks: Sequence[np.ndarray],
+    val_images: Sequence[np.ndarray] = (),
+    val_masks: Sequence[np.ndarray] = (),
+    settings: StarDistTraining = StarDistTraining(),
+    token: CancelToken = NEVER,
+    device: torch.device | None = None,
+    name: str = "stardist",
+    save_to: str | Path | None = None,
+    init: StarDistSegmenter | None = None,
+    meta: dict | None = None,
+) -> Job:
+    """Train StarDist; yields Progress, Metrics and Notices; returns a :class:`TrainResult`.
+
+    Images are normalised float arrays (spatial..., [C]); masks label images
+    of the same spatial shape. ``init`` continues training a model (its
+    architecture wins over ``settings``'). Cancelling ``token`` stops the
+    loop, keeps the best weights, and still saves them.
+    """
+    s = settings
+    device = device or torch.device("cpu")
+    if len(train_images) != len(train_masks) or not train_images:
+        raise UserError(f"{len(train_images)} images but {len(train_masks)} masks", "give one label image per image")
+    ndim = np.asarray(train_masks[0]).ndim
+    masks = [np.asarray(m) for m in train_masks]
+    vmasks = [np.asarray(m) for m in val_masks]
+    if any(m.ndim != ndim for m in masks + vmasks):
+        raise UserError("the training set mixes 2D and 3D masks", "train on masks of one dimensionality")
+    images = _with_channels(train_images, ndim)
+    vimages = _with_channels(val_images, ndim)
+    for im, m in zip(images + vimages, masks + vmasks):
+        if im.shape[:-1] != m.shape:
+            raise UserError(f"image of shape {im.shape[:-1]} and mask of shape {m.shape} differ",
+                            "each mask must match its image pixel for pixel")
+    if init is not None:
+        net, rays = StarDistNet(init.net.config), init.rays
+        net.load_state_dict(init.net.state_dict())
+        if net.config.ndim != ndim:
+            raise UserError(f"'{init.info.name}' is a {net.config.ndim}D model but the masks are {ndim}D",
+                            f"continue from a {ndim}D model, or train a new one")
+        if net.config.n_channels != images[0].shape[-1]:
+            raise UserError(f"'{init.info.name}' expects {net.config.n_channels} channel(s), the images have "
+                            f"{images[0].shape[-1]}", "train a new model for these images")
+    else:
+        torch.manual_seed(s.seed)
+        net, rays = build_network(s, ndim, images[0].shape[-1])
+    cfg = net.config
+    patch = _patch_shape(s, ndim, cfg.div_by, [m.shape for m in masks])
+    kinds = parse_augment(s.augment)
+    set_cpu_threads()
+    channels_last = ndim == 2 and device.type == "cpu"
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    rng = np.random.default_rng(s.seed)
+    avoid_triton_crash()
+    opt = torch.optim.Adam(net.parameters(), lr=s.lr)
+    epoch = s.validate_every or max(10, -(-sum(m.size for m in masks) // (s.batch * int(np.prod(patch)))))
+    steps = s.epochs * epoch if s.epochs else (None if s.minutes else s.steps)
+    budget = Budget(steps=steps, minutes=s.minutes, steps_per_epoch=epoch)
+    model = StarDistSegmenter(net, name=name, rays=rays, device=device)
+    if init is not None:
+        d = init.default_settings()
+        from .stardist_thresholds import set_thresholds
+        set_thresholds(model, d["prob_thresh"], d["nms_thresh"])
+    vset = _val_patches(vimages, vmasks, patch, cfg, rays) if vimages else None
+
+    def save() -> None:
+        if save_to is not None:
+            from .stardist_io import save_stardist
+
+            save_stardist(model, Path(save_to), name=name, history=history,
+                          training={**asdict(s), "patch_shape": list(patch)}, **(meta or {}))
+
+    keeper = BestKeeper(save)
+    history: list[dict[str, float]] = []
+    clock = ProgressClock(budget.total_steps(0), "training")
+    step, recent, stopped, last_val = 0, [], False, 0.0
+
+    def run_validation() -> dict[str, float]:
+        t0 = time.perf_counter()
+        net.eval()
+        row: dict[str, float] = {"step": float(step), "epoch": step / epoch,
+                                 "train_loss": float(np.mean(recent)) if recent else float("nan"),
+                                 "time_s": budget.elapsed()}
+        with torch.inference_mode():
+            if vset is not None:
+                x, p_t, d_t = (t.to(device) for t in vset)
+                row["val_loss"] = float(stardist_loss(*net(x), p_t, d_t))
+        if vimages:
+            v = validate(model, vimages, vmasks, token)
+            row.update(f1=v.f1, ap=v.ap, f1_07=v.f1_07)
+        net.train()
+        budget.reserve(6 * (time.perf_counter() - t0) + 2.0)
+        return row
+
+    try:
+        if vimages:  # the untrained network's scores: the first point of the learning curve
+            history.append(run_validation())
+            yield Metrics(0, history[-1])
+        net.train()
+        while not budget.done(step):
+            token.check()
+            lr = lr_at(budget.fraction(step), s.lr)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x, p_t, d_t = (t.to(device) for t in _batch(rng, images, masks, patch, kinds, s.batch, cfg, rays, channels_last))
+            loss = stardist_loss(*net(x), p_t, d_t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            recent.append(float(loss.detach()))
+            if step % 10 == 0:
+                clock.total = budget.total_steps(step)
+                yield Metrics(step, {"loss": recent[-1], "lr": lr})
+                yield clock.tick(step, f"step {step}, loss {np.mean(recent[-10:]):.3f}")
+            due = step % epoch == 0 and (s.minutes is None or budget.elapsed() - last_val >= s.validate_every_s)
+            if due and (vimages or save_to is not None):
+                row = run_validation()
+                last_val = budget.elapsed()
+                recent = []
+                history.append(row)
+                yield Metrics(step, row)
+                keeper.offer((row.get("f1", 0.0), -row.get("val_loss", row["train_loss"])), net.state_dict(), step)
+        if step and (vimages or save_to is not None) and (not history or history[-1]["step"] != step):
+            row = run_validation()  # the last weights, validated too
+            history.append(row)
+            yield Metrics(step, row)
+            keeper.offer((row.get("f1", 0.0), -row.get("val_loss", row["train_loss"])), net.state_dict(), step)
+    except Exception as exc:
+        from ..errors import Cancelled
+
+        if not isinstance(exc, Cancelled):
+            raise
+        stopped = True
+        yield Notice(f"training stopped at step {step}: keeping the best weights so far")
+    if keeper.state is not None:
+        net.load_state_dict(keeper.state)
+    net.eval()
+    if channels_last:
+        net.to(memory_format=torch.contiguous_format)
+    best: dict[str, float] = dict(next((r for r in history if r["step"] == keeper.step), {}))
+    # without held-out images the thresholds are tuned on (a few of) the training images
+    tune_x, tune_y = (vimages, vmasks) if vimages else (images[:2], masks[:2])
+    if s.optimize_thresholds and step > 0:
+        where = "validation" if vimages else "training (no validation set)"
+        yield Notice(f"optimising the probability and overlap thresholds on the {where} images")
+        try:
+            prob, nms, f1 = optimize_thresholds(model, tune_x, tune_y)
+            best.update(prob_thresh=prob, nms_thresh=nms, f1_optimized=f1)
+            yield Metrics(step, {"f1_optimized": f1, "prob_thresh": prob, "nms_thresh": nms})
+        except Exception as exc:  # noqa: BLE001 - thresholds are a refinement; keep the model
+            yield Notice(f"threshold optimisation failed ({exc}); keeping the defaults", "warning")
+    keeper._dirty = save_to is not None
+    keeper.flush(force=True)
+    return TrainResult(model, history, best, Path(save_to) if save_to is not None else None, stopped)
 
 
 def train_stardist_2d(
@@ -77,62 +332,9 @@ def train_stardist_2d(
     device: torch.device | None = None,
     name: str = "stardist",
 ) -> Job:
-    """Train a 2D StarDist model; yields Progress and Metrics, returns the segmenter.
+    """Train without validation (a fixed number of steps or minutes); returns the segmenter.
 
-    ``images`` are normalised float arrays (Y, X) or (Y, X, C); ``masks`` label images.
+    The thresholds are then tuned on the training images themselves.
     """
-    s = settings
-    device = device or torch.device("cpu")
-    if len(images) != len(masks) or not images:
-        raise UserError(f"{len(images)} images but {len(masks)} masks", "give one label image per image")
-    images = [im[..., None] if im.ndim == 2 else im for im in images]
-    for im, m in zip(images, masks):
-        if im.shape[:2] != m.shape:
-            raise UserError(f"image of shape {im.shape[:2]} and mask of shape {m.shape} differ",
-                            "each mask must match its image pixel for pixel")
-        if min(m.shape) < s.patch:
-            raise UserError(f"patch size {s.patch} is larger than an image of {m.shape}", "choose a smaller patch size")
-    torch.manual_seed(s.seed)
-    rng = np.random.default_rng(s.seed)
-    unet = UNetConfig(ndim=2, depth=s.depth, filters=s.filters, kernel=3, pool=(2, 2))
-    cfg = StarDistNetConfig(ndim=2, n_channels=images[0].shape[-1], n_rays=s.n_rays, grid=(s.grid, s.grid), unet=unet)
-    net = StarDistNet(cfg).to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=s.lr)
-    budget_s = None if s.minutes is None else s.minutes * 60.0
-    total = s.steps
-    clock = ProgressClock(total, "training")
-    start = time.perf_counter()
-    step = 0
-    while step < total:
-        token.check()
-        elapsed = time.perf_counter() - start
-        frac = elapsed / budget_s if budget_s else step / total
-        if budget_s and elapsed >= budget_s:
-            break
-        lr = s.lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        xb, pb, db = [], [], []
-        for _ in range(s.batch):
-            i = rng.integers(len(images))
-            img, lab = _random_patch(rng, images[i], masks[i], s.patch)
-            p, d = targets_2d(lab, s.n_rays, s.grid)
-            xb.append(np.moveaxis(img, -1, 0))
-            pb.append(p[None])
-            db.append(np.moveaxis(d, -1, 0))
-        x = torch.from_numpy(np.stack(xb).astype(np.float32)).to(device)
-        prob_t = torch.from_numpy(np.stack(pb)).to(device)
-        dist_t = torch.from_numpy(np.stack(db)).to(device)
-        prob, dist = net(x)
-        loss = stardist_loss(prob, dist, prob_t, dist_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if budget_s:
-            total = max(step + 1, int(step / max(time.perf_counter() - start, 1e-6) * budget_s))
-            clock.total = total
-        if step % 10 == 0 or step == total:
-            yield Metrics(step, {"loss": float(loss.detach()), "lr": lr})
-            yield clock.tick(step)
-    return StarDistSegmenter(net.eval(), name=name, device=device)
+    result = yield from train_stardist(images, masks, (), (), settings, token, device, name)
+    return result.model

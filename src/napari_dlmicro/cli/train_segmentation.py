@@ -1,0 +1,55 @@
+"""``napari-dlmicro train stardist|cellpose --images DIR --masks DIR -o MODELDIR``.
+
+Registers the segmentation kinds with the ``train`` subcommand; pairs are
+matched by file name (``a.tif`` with ``a.tif`` or ``a_masks.tif``). With
+``--images`` alone, the folder is a training set (images/ + masks/, or
+Cellpose's ``*_masks.tif`` files).
+"""
+from __future__ import annotations
+
+from .common import run_with_progress
+
+
+def add_flags(parser) -> None:
+    """Flags only the segmentation kinds use."""
+    parser.add_argument("--masks", default=None, help="folder of label masks (stardist, cellpose), named like the images")
+    parser.add_argument("--init", default=None, help="continue training from this model (stored name, folder or catalogue name)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate")
+    parser.add_argument("--augment", default="flips,rot90,intensity",
+                        help="comma-separated: flips, rot90, intensity, elastic (or none)")
+
+
+def _run(args) -> int:
+    from ..core.datasets import load_pairs
+    from ..core.train import parse_augment
+    from ..core.train_segmentation import SegmentationTraining, train_segmentation
+
+    if args.kind == "cellpose" and args.patch is None:
+        args.patch = 256
+    spec = SegmentationTraining(
+        kind=args.kind, out=args.out, init=args.init, val_fraction=args.val_fraction,
+        minutes=args.minutes, epochs=args.epochs, patch=args.patch or 128,
+        batch=args.batch_size if args.batch_size != 16 else 4,
+        lr=args.lr or (1e-3 if args.kind == "stardist" else 1e-5),
+        augment=tuple(sorted(parse_augment(args.augment))), device=args.device,
+    )
+    pairs = load_pairs(args.images, args.masks)
+    result = run_with_progress(train_segmentation(pairs, spec), f"train {args.kind}")
+    best = getattr(result, "best", {}) or {}
+    score = best.get("f1_optimized", best.get("f1"))
+    extra = f" (validation F1@0.5 {score:.3f})" if score is not None else ""
+    print(f"saved {args.kind} model to {result.folder}{extra}")
+    return 0
+
+
+def register_all() -> None:
+    """Add ``stardist`` and ``cellpose`` to ``napari-dlmicro train``."""
+    from . import train
+
+    train.register("stardist", _run)
+    train.register("cellpose", _run)
+    if add_flags not in train.EXTRA_FLAGS:
+        train.EXTRA_FLAGS.append(add_flags)
+
+
+register_all()

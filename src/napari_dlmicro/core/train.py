@@ -1,0 +1,214 @@
+"""Pieces every segmentation training loop shares: budget, schedule, augmentation, best checkpoint.
+
+The loop itself stays in the model's module (what a step is differs per
+model); these pieces decide when to stop (steps, epochs or a wall-clock
+budget that leaves room to validate and save), the learning rate, which
+weights are the best so far, and how patches are augmented.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import UserError
+
+AUGMENTATIONS = ("flips", "rot90", "intensity", "elastic")
+
+
+@dataclass
+class Budget:
+    """When training stops: after ``steps`` (or ``epochs`` x ``steps_per_epoch``) or ``minutes``.
+
+    With a time budget the loop stops early enough to run a final validation
+    and save: :meth:`reserve` grows with the measured cost of a validation.
+    """
+
+    steps: int | None = None
+    minutes: float | None = None
+    steps_per_epoch: int = 50
+
+    def __post_init__(self) -> None:
+        if self.minutes is not None and self.minutes <= 0:
+            raise UserError(f"a training time of {self.minutes} minutes is not positive", "give a positive --minutes")
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"{self.steps} training steps is not positive", "give at least one epoch or step")
+        self.start = time.perf_counter()
+        self.reserve_s = 0.0
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.minutes is None else self.minutes * 60.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def reserve(self, seconds: float) -> None:
+        """Keep ``seconds`` at the end of a time budget for validation, thresholds and saving."""
+        if self.seconds is not None:
+            self.reserve_s = min(max(self.reserve_s, seconds), 0.25 * self.seconds)
+
+    def fraction(self, step: int) -> float:
+        """How far training is, 0..1 (time-based under a time budget)."""
+        if self.seconds is not None:
+            return min(1.0, self.elapsed() / max(self.seconds - self.reserve_s, 1e-6))
+        return min(1.0, step / max(self.steps or 1, 1))
+
+    def done(self, step: int) -> bool:
+        if self.seconds is not None:
+            return self.elapsed() >= self.seconds - self.reserve_s
+        return step >= (self.steps or 0)
+
+    def total_steps(self, step: int) -> int:
+        """The expected number of steps (estimated from the rate so far under a time budget)."""
+        if self.seconds is None:
+            return int(self.steps or 1)
+        rate = step / max(self.elapsed(), 1e-6)
+        return max(step + 1, int(rate * max(self.seconds - self.reserve_s, 0.0)))
+
+
+def lr_at(fraction: float, base: float, warmup: float = 0.03, floor: float = 0.05) -> float:
+    """Warm-up, then cosine decay to ``floor * base``."""
+    f = min(max(fraction, 0.0), 1.0)
+    if f < warmup:
+        return base * max(f / warmup, 0.05)
+    g = (f - warmup) / (1 - warmup)
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * g)))
+
+
+class BestKeeper:
+    """The best weights so far (by a score where higher is better), in memory and on disk.
+
+    ``save`` is called with the network to write a checkpoint; it is throttled
+    to at most one write every ``min_interval_s`` seconds unless forced.
+    """
+
+    def __init__(self, save: Callable[[], None] | None = None, min_interval_s: float = 5.0) -> None:
+        self.score: tuple | None = None
+        self.state: dict | None = None
+        self.step = 0
+        self._save = save
+        self._interval = min_interval_s
+        self._last_save = -math.inf
+        self._dirty = False
+
+    def offer(self, score: tuple, state: dict, step: int) -> bool:
+        """Keep ``state`` if ``score`` beats the best; returns whether it did."""
+        if self.score is not None and score <= self.score:
+            return False
+        self.score, self.step = score, step
+        self.state = {k: v.detach().clone() for k, v in state.items()}
+        self._dirty = True
+        self.flush(force=False)
+        return True
+
+    def flush(self, force: bool = True) -> None:
+        """Write the best checkpoint if it changed (and the throttle allows)."""
+        if self._save is None or not self._dirty:
+            return
+        now = time.perf_counter()
+        if force or now - self._last_save >= self._interval:
+            self._save()
+            self._last_save = now
+            self._dirty = False
+
+
+def parse_augment(augment: str | tuple[str, ...] | None) -> frozenset[str]:
+    """``"flips,rot90"`` or a tuple -> a set of augmentation names (checked)."""
+    if augment is None:
+        return frozenset(("flips", "rot90", "intensity"))
+    names = [a.strip() for a in (augment.split(",") if isinstance(augment, str) else augment) if a.strip()]
+    unknown = [a for a in names if a not in AUGMENTATIONS and a != "none"]
+    if unknown:
+        raise UserError(f"unknown augmentation {', '.join(unknown)}", f"use any of {', '.join(AUGMENTATIONS)}")
+    return frozenset(a for a in names if a != "none")
+
+
+def augment_pair(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray,
+                 kinds: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Augment an image (spatial..., C) and its labels (spatial...) together; YX plane only for 3D."""
+    ndim = labels.ndim
+    yx = (ndim - 2, ndim - 1)
+    if "rot90" in kinds and labels.shape[yx[0]] == labels.shape[yx[1]]:
+        k = int(rng.integers(4))
+        image, labels = np.rot90(image, k, yx), np.rot90(labels, k, yx)
+    if "flips" in kinds:
+        for ax in range(ndim):
+            if rng.random() < 0.5:
+                image, labels = np.flip(image, ax), np.flip(labels, ax)
+    if "elastic" in kinds:
+        image, labels = _elastic(rng, np.ascontiguousarray(image), np.ascontiguousarray(labels))
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if "intensity" in kinds:
+        image = image * np.float32(rng.uniform(0.7, 1.3)) + np.float32(rng.uniform(-0.1, 0.1))
+    return image, np.ascontiguousarray(labels)
+
+
+def _elastic(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, alpha: float = 6.0,
+             sigma: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random displacement of the YX plane (labels resampled by nearest neighbour)."""
+    shape = labels.shape
+    h, w = shape[-2:]
+
+    def field() -> np.ndarray:
+        f = ndi.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma)
+        return f / max(float(np.abs(f).max()), 1e-6) * alpha
+
+    dy, dx = field(), field()
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    coords = np.array([yy + dy, xx + dx])
+
+    def warp2(a: np.ndarray, order: int) -> np.ndarray:
+        return ndi.map_coordinates(a, coords, order=order, mode="reflect")
+
+    lab = labels.reshape((-1, h, w))
+    img = image.reshape((-1, h, w, image.shape[-1]))
+    lab = np.stack([warp2(p, 0) for p in lab]).reshape(shape)
+    img = np.stack([np.stack([warp2(p[..., c], 1) for c in range(img.shape[-1])], -1) for p in img])
+    return img.reshape(image.shape).astype(np.float32), lab
+
+
+def random_crop(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray,
+                patch: tuple[int, ...], foreground_bias: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``patch``-sized crop; with probability ``foreground_bias`` it is centred near an object pixel."""
+    shape = labels.shape
+    starts = []
+    fg = None
+    if rng.random() < foreground_bias:
+        idx = np.flatnonzero(labels[tuple(slice(None, None, 4) for _ in shape)])
+        if idx.size:
+            fg = np.array(np.unravel_index(rng.choice(idx), tuple(-(-n // 4) for n in shape))) * 4
+    for d, (n, p) in enumerate(zip(shape, patch)):
+        hi = n - p
+        if fg is not None:
+            s = int(np.clip(fg[d] - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, hi))
+        else:
+            s = int(rng.integers(0, hi + 1))
+        starts.append(s)
+    sl = tuple(slice(s, s + p) for s, p in zip(starts, patch))
+    return image[sl], labels[sl]
+
+
+def avoid_triton_crash() -> None:
+    """Keep torch's optimisers from loading triton where another LLVM is already loaded.
+
+    Adam's first use imports ``torch._dynamo``, which loads triton's bundled
+    LLVM; next to Mesa's software OpenGL (napari under Xvfb, remote desktops)
+    that crashes the process. Nothing here compiles, so triton is marked absent.
+    """
+    import sys
+
+    from .models.cellpose_weights import _llvm_loaded
+
+    if "triton" not in sys.modules and _llvm_loaded():
+        sys.modules["triton"] = None  # type: ignore[assignment]
+
+
+def copy_state(net) -> dict:
+    """A detached copy of a network's weights."""
+    return copy.deepcopy({k: v.detach() for k, v in net.state_dict().items()})

@@ -1,0 +1,318 @@
+"""The Annotation dock: paint ground truth, correct a model's labels, and add them to a training set.
+
+Every edit is an operation of :mod:`..core.annotate` on the layer's array;
+the dock only reads positions (cursor, points, lines, a rectangle) from the
+viewer and writes the result back. 3D annotations are edited plane by plane
+(the plane shown). Pre-annotation runs the segmentation job in a worker.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image, Labels, Points, Shapes
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
+    QVBoxLayout, QWidget,
+)
+
+from ..core import annotate as ops
+from ..core.datasets import add_pair, summarize
+from ..core.errors import UserError
+from ..core.models.store import CATALOGUE, list_models
+from ..core.segment import SegmentJob, segment_job
+from ..core.settings import load_settings, save_settings
+from ..workers import JobHandle, start_job
+
+SECTION = "annotation"
+ROI_NAME = "region of interest"
+POINTS_NAME = "annotation points"
+LINES_NAME = "annotation lines"
+
+
+def annotation_name(image_name: str) -> str:
+    """The Labels layer that annotates ``image_name``."""
+    return f"{image_name} [annotation]"
+
+
+class AnnotationWidget(QWidget):
+    """Dock: New annotation, editing tools, pre-annotation, region of interest, Add to training set."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.handle: JobHandle | None = None
+        remembered = load_settings(SECTION)
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.image_combo = QComboBox(toolTip="Image to annotate")
+        form.addRow("Image", self.image_combo)
+        layout.addLayout(form)
+        new = QPushButton("New annotation", toolTip="A Labels layer matched to the image, in paint mode")
+        new.clicked.connect(self.new_annotation)
+        layout.addWidget(new)
+
+        grid = QGridLayout()
+        self.min_size = QSpinBox(minimum=1, maximum=100000, value=int(remembered.get("min_size", 20)))
+        buttons = [
+            ("Next free id", self.next_id, "Paint a new object with the next unused id"),
+            ("Delete at cursor", self.delete_at_cursor, "Remove the object under the mouse (press with the cursor on it)"),
+            ("Fill holes", self.fill_holes, "Fill holes inside every object"),
+            ("Relabel 1..N", self.relabel, "Renumber objects without gaps"),
+            ("Merge 2 points", self.merge, f"Merge the objects under the last two points of '{POINTS_NAME}'"),
+            ("Split along line", self.split, f"Cut the objects crossed by the last line of '{LINES_NAME}'"),
+        ]
+        for i, (text, slot, tip) in enumerate(buttons):
+            b = QPushButton(text, toolTip=tip)
+            b.clicked.connect(slot)
+            grid.addWidget(b, i // 2, i % 2)
+        small = QPushButton("Remove smaller than", toolTip="Remove objects with fewer pixels than this")
+        small.clicked.connect(self.remove_small)
+        grid.addWidget(small, 3, 0)
+        grid.addWidget(self.min_size, 3, 1)
+        layout.addLayout(grid)
+        helpers = QHBoxLayout()
+        for text, slot in (("Points layer", self._points_layer), ("Lines layer", self._lines_layer),
+                           ("Region of interest", self.roi_layer)):
+            b = QPushButton(text)
+            b.clicked.connect(lambda *_, f=slot: f())
+            helpers.addWidget(b)
+        layout.addLayout(helpers)
+
+        pre = QHBoxLayout()
+        self.model_combo = QComboBox(toolTip="Any segmentation model: its labels become the annotation to correct")
+        self.pre_button = QPushButton("Pre-annotate with model")
+        self.pre_button.clicked.connect(self.pre_annotate)
+        pre.addWidget(self.model_combo, 1)
+        pre.addWidget(self.pre_button)
+        layout.addLayout(pre)
+
+        form2 = QFormLayout()
+        row = QHBoxLayout()
+        self.folder_edit = QLineEdit(remembered.get("folder", ""), toolTip="Training set folder (images/, masks/, meta/)")
+        self.folder_edit.editingFinished.connect(self.update_summary)
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        form2.addRow("Training set", row)
+        layout.addLayout(form2)
+        add = QPushButton("Add to training set", toolTip="Save image and labels (cropped to the region of interest)")
+        add.clicked.connect(self.add_to_training_set)
+        layout.addWidget(add)
+        self.summary = QLabel("")
+        layout.addWidget(self.summary)
+        layout.addStretch(1)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self.refresh_models()
+        self.update_summary()
+
+    # -- lists ------------------------------------------------------------------
+    def _refresh_layers(self, *_) -> None:
+        current = self.image_combo.currentText()
+        self.image_combo.clear()
+        self.image_combo.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, Image)])
+        if current:
+            self.image_combo.setCurrentText(current)
+
+    def refresh_models(self) -> None:
+        """Catalogue and stored segmentation models."""
+        self.model_combo.clear()
+        for m in list_models():
+            if m.kind in ("stardist", "cellpose"):
+                self.model_combo.addItem(m.name, m.name if m.name in CATALOGUE else m.location)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training set folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+            self.update_summary()
+
+    # -- layers -----------------------------------------------------------------
+    def image_layer(self) -> Image:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            raise UserError("no image is selected", "open an image and pick it in the Annotation dock")
+        return self.viewer.layers[name]
+
+    def labels_layer(self) -> Labels:
+        """The annotation of the chosen image (or the selected Labels layer)."""
+        name = annotation_name(self.image_combo.currentText())
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels):
+            return active
+        raise UserError("there is no annotation yet", "press 'New annotation' first")
+
+    def new_annotation(self) -> Labels | None:
+        """A Labels layer with the image's spatial shape, scale and translate, in paint mode."""
+        return self._guard(self._new_annotation)
+
+    def _new_annotation(self) -> Labels:
+        image = self.image_layer()
+        ndim = image.data.ndim - (1 if image.rgb else 0)
+        shape = image.data.shape[:ndim]
+        name = annotation_name(image.name)
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+        else:
+            layer = self.viewer.add_labels(np.zeros(shape, np.uint32), name=name, scale=image.scale[:ndim],
+                                           translate=image.translate[:ndim])
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        layer.selected_label = ops.next_free_id(layer.data)
+        return layer
+
+    def _plane(self, layer: Labels) -> int | None:
+        """The Z plane shown, for 3D annotations edited plane by plane."""
+        if layer.data.ndim < 3:
+            return None
+        return int(self.viewer.dims.current_step[-3])
+
+    def _points_layer(self) -> Points:
+        if POINTS_NAME not in self.viewer.layers:
+            self.viewer.add_points(name=POINTS_NAME, ndim=self.labels_layer().data.ndim, size=6)
+        layer = self.viewer.layers[POINTS_NAME]
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        return layer
+
+    def _lines_layer(self) -> Shapes:
+        if LINES_NAME not in self.viewer.layers:
+            self.viewer.add_shapes(name=LINES_NAME, ndim=self.labels_layer().data.ndim, edge_color="yellow")
+        layer = self.viewer.layers[LINES_NAME]
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_path"
+        return layer
+
+    def roi_layer(self) -> Shapes:
+        """The Shapes layer whose last rectangle limits annotation, pre-annotation and saving."""
+        if ROI_NAME not in self.viewer.layers:
+            image = self.image_layer()
+            ndim = image.data.ndim - (1 if image.rgb else 0)
+            self.viewer.add_shapes(name=ROI_NAME, ndim=ndim, edge_color="cyan", face_color="transparent",
+                                   scale=image.scale[:ndim], translate=image.translate[:ndim])
+        layer = self.viewer.layers[ROI_NAME]
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+        return layer
+
+    def crop(self, shape: tuple[int, ...]) -> tuple[slice, ...]:
+        """The region of interest (last rectangle) as slices, or the whole array."""
+        if ROI_NAME not in self.viewer.layers or not len(self.viewer.layers[ROI_NAME].data):
+            return tuple(slice(0, n) for n in shape)
+        corners = np.asarray(self.viewer.layers[ROI_NAME].data[-1])[:, -2:]
+        sl = ops.crop_slices([corners.min(0), corners.max(0)], shape)
+        return tuple(slice(0, n) if s == slice(None) else s for s, n in zip(sl, shape))
+
+    # -- edits ------------------------------------------------------------------
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except UserError as exc:
+            show_error(f"Annotation: {exc}")
+            return None
+
+    def _apply(self, new: np.ndarray) -> None:
+        layer = self.labels_layer()
+        layer.data = new.astype(layer.data.dtype, copy=False)
+        layer.selected_label = ops.next_free_id(layer.data)
+
+    def next_id(self) -> None:
+        def go():
+            layer = self.labels_layer()
+            layer.selected_label = ops.next_free_id(layer.data)
+            layer.mode = "paint"
+        self._guard(go)
+
+    def delete_at_cursor(self, position=None) -> None:
+        def go():
+            layer = self.labels_layer()
+            pos = layer.world_to_data(position if position is not None else self.viewer.cursor.position)
+            new, removed = ops.delete_at(layer.data, pos)
+            if removed:
+                self._apply(new)
+        self._guard(go)
+
+    def fill_holes(self) -> None:
+        self._guard(lambda: self._apply(ops.fill_holes(self.labels_layer().data)))
+
+    def relabel(self) -> None:
+        self._guard(lambda: self._apply(ops.relabel_sequential(self.labels_layer().data)))
+
+    def remove_small(self) -> None:
+        def go():
+            new, n = ops.remove_small(self.labels_layer().data, self.min_size.value())
+            self._apply(new)
+            show_info(f"Annotation: removed {n} object(s) smaller than {self.min_size.value()} pixels")
+        self._guard(go)
+
+    def merge(self) -> None:
+        def go():
+            layer = self.labels_layer()
+            pts = self.viewer.layers[POINTS_NAME].data if POINTS_NAME in self.viewer.layers else []
+            if len(pts) < 2:
+                raise UserError("merging needs two points", f"add two points, one on each object, to '{POINTS_NAME}'")
+            new, _ = ops.merge_at(layer.data, pts[-2], pts[-1])
+            self._apply(new)
+        self._guard(go)
+
+    def split(self) -> None:
+        def go():
+            layer = self.labels_layer()
+            shapes = self.viewer.layers[LINES_NAME].data if LINES_NAME in self.viewer.layers else []
+            if not len(shapes):
+                raise UserError("splitting needs a line", f"draw a line across the object in '{LINES_NAME}'")
+            new, _ = ops.split_along_line(layer.data, np.asarray(shapes[-1])[:, -2:], self._plane(layer))
+            self._apply(new)
+        self._guard(go)
+
+    # -- model and training set ------------------------------------------------
+    def pre_annotate(self) -> JobHandle | None:
+        """Run the chosen model on the image (inside the region of interest) into the annotation."""
+        def go():
+            image = self.image_layer()
+            layer = self.labels_layer() if annotation_name(image.name) in self.viewer.layers else self._new_annotation()
+            crop = self.crop(layer.data.shape)
+            data = np.asarray(image.data[crop])
+            job = SegmentJob(data, self.model_combo.currentData(), axes="YXC" if image.rgb else None, measure=False)
+
+            def done(result) -> None:
+                out = layer.data.copy()
+                out[crop] = result.labels
+                self._apply(out)
+                show_info(f"Annotation: {result.n_objects} objects from {result.model_name}: correct them, then add to the training set")
+
+            self.pre_button.setEnabled(False)
+            self.handle = start_job(lambda token: segment_job(job, token), title="Pre-annotate", on_result=done,
+                                    on_finished=lambda *_: self.pre_button.setEnabled(True))
+            return self.handle
+        return self._guard(go)
+
+    def add_to_training_set(self) -> str | None:
+        """Save (image crop, labels crop) into the training set; returns the name used."""
+        def go():
+            folder = self.folder_edit.text().strip()
+            if not folder:
+                raise UserError("no training set folder is chosen", "pick or type a folder")
+            image, layer = self.image_layer(), self.labels_layer()
+            crop = self.crop(layer.data.shape)
+            source = getattr(image.source, "path", None) or image.name
+            name = add_pair(folder, np.asarray(image.data[crop]), np.asarray(layer.data[crop]), image.name,
+                            source=str(source), crop=crop)
+            save_settings(SECTION, {"folder": folder, "min_size": self.min_size.value()})
+            self.update_summary()
+            show_info(f"Annotation: added '{name}' to {Path(folder).name} ({self.summary.text()})")
+            return name
+        return self._guard(go)
+
+    def update_summary(self) -> None:
+        folder = self.folder_edit.text().strip()
+        try:
+            self.summary.setText(str(summarize(folder)) if folder and Path(folder).is_dir() else "")
+        except UserError as exc:
+            self.summary.setText(str(exc))
