@@ -49,6 +49,13 @@ from .restoration_data import (
     to_samples,
 )
 from .tiling import pad_to_multiple
+from .train import lr_at as cosine_lr
+
+
+
+def lr_at(fraction: float, base: float, warmup: float = 0.05, floor: float = 0.02) -> float:
+    """The restoration schedule: the shared warm-up + cosine, decaying to 2 % of ``base``."""
+    return cosine_lr(fraction, base, warmup, floor)
 
 
 @dataclass(frozen=True)
@@ -103,15 +110,6 @@ class TrainResult:
     best_val_loss: float = math.inf
     folder: Path | None = None
     stopped: str = "budget"  # "budget" | "cancelled"
-
-
-def lr_at(fraction: float, base: float, warmup: float = 0.05, floor: float = 0.02) -> float:
-    """Warm-up then cosine decay to ``floor * base`` at ``fraction == 1``."""
-    f = min(max(fraction, 0.0), 1.0)
-    if f < warmup:
-        return base * max(f / warmup, 0.05)
-    g = (f - warmup) / (1 - warmup)
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * g)))
 
 
 def _prepare(images, targets, s: TrainSettings):

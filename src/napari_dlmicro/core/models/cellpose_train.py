@@ -14,8 +14,6 @@ Meant for a GPU: on a CPU one 256x256 step takes about a minute.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from ..cancel import CancelToken, run_blocking
 from ..devices import resolve_device
 from ..errors import Cancelled, UserError
 from ..events import Job, Metrics, Notice, Progress
+from .folder import write_folder_atomically
 
 WEIGHTS = "cellpose_weights.pt"
 CPU_SECONDS_PER_STEP = 60.0  # ViT-L forward + backward on a 256x256 crop, 2-core CPU (order of magnitude)
@@ -68,21 +67,11 @@ def _images(pairs) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def save_cellpose_folder(folder: Path, net: torch.nn.Module, config: dict[str, Any]) -> Path:
     """Write ``config.json`` and the state dict atomically into ``folder``."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    def write(tmp: Path) -> None:
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / WEIGHTS)
         (tmp / "config.json").write_text(json.dumps({"kind": "cellpose", "weights": WEIGHTS, **config}, indent=2, default=str))
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    folder = write_folder_atomically(Path(folder), write)
     return folder
 
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
@@ -65,13 +65,27 @@ def save_model_folder(folder: Path, config: dict[str, Any], net: nn.Module) -> P
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     config = {"format_version": FORMAT_VERSION, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), **config}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=_jsonable))
+
+    write_folder_atomically(folder, write)
+    return folder
+
+
+def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a temporary sibling of ``folder``, then swap it into place.
+
+    An existing folder is replaced only once the new one is complete.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
             os.replace(folder, old)
