@@ -20,7 +20,11 @@ import torch
 from napari_dlmicro.core.cancel import NEVER
 from napari_dlmicro.core.devices import resolve_device, set_cpu_threads
 from napari_dlmicro.core.events import Progress, run_to_end
-from napari_dlmicro.core.models.cellpose import load_cellpose, network_work, pretrained_location
+from napari_dlmicro.core.models.cellpose import (
+    load_cellpose,
+    network_work,
+    pretrained_location,
+)
 from napari_dlmicro.core.normalize import normalize_percentile
 
 

@@ -22,13 +22,16 @@ def _peak_mb() -> float:
 
 def _model(args):
     import torch
+    from stardist.data import test_image_nuclei_2d
 
     from napari_dlmicro.core.devices import resolve_device
     from napari_dlmicro.core.events import run_to_end
     from napari_dlmicro.core.models.cache import get_segmenter
-    from napari_dlmicro.core.models.stardist_train import StarDistTraining, train_stardist_2d
+    from napari_dlmicro.core.models.stardist_train import (
+        StarDistTraining,
+        train_stardist_2d,
+    )
     from napari_dlmicro.core.normalize import normalize_percentile
-    from stardist.data import test_image_nuclei_2d
 
     device = resolve_device(args.device)
     if args.model:

@@ -44,14 +44,14 @@ if importlib.util.find_spec("tf_keras") is not None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _tensorflow_stardist():
     """Import TensorFlow's StarDist, or return the reason it is unavailable."""
     try:
-        import tensorflow  # noqa: F401
         import stardist.models  # noqa: F401
+        import tensorflow  # noqa: F401
         from csbdeep.utils.tf import IS_KERAS_3_PLUS
     except Exception as exc:  # noqa: BLE001 - any import failure means "skip"
         return f"TensorFlow StarDist does not import here ({type(exc).__name__}: {exc})"

@@ -29,7 +29,10 @@ def trained_stardist(nuclei, tmp_path_factory):
     """A small StarDist trained briefly on the left half of the nuclei image, saved as our folder."""
     from napari_dlmicro.core.events import run_to_end
     from napari_dlmicro.core.models.stardist_io import save_stardist
-    from napari_dlmicro.core.models.stardist_train import StarDistTraining, train_stardist_2d
+    from napari_dlmicro.core.models.stardist_train import (
+        StarDistTraining,
+        train_stardist_2d,
+    )
     from napari_dlmicro.core.normalize import normalize_percentile
 
     img, gt = nuclei

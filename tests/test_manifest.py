@@ -4,8 +4,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import napari_dlmicro
 import yaml
+
+import napari_dlmicro
 
 
 def _manifest():

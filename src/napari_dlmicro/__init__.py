@@ -13,4 +13,4 @@ __version__ = "0.1.0"
 from .core.models.store import list_models
 from .core.segment import SegmentResult, segment, segment_file
 
-__all__ = ["__version__", "list_models", "segment", "segment_file", "SegmentResult"]
+__all__ = ["SegmentResult", "__version__", "list_models", "segment", "segment_file"]

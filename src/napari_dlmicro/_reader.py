@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from .core.io import TIFF_SUFFIXES, UM, ImageData, layer_axes, layer_scale, read_image, split_channels
+from .core.io import (
+    TIFF_SUFFIXES,
+    UM,
+    ImageData,
+    layer_axes,
+    layer_scale,
+    read_image,
+    split_channels,
+)
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | list[str]

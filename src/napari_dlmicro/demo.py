@@ -25,10 +25,11 @@ def _model_for_demo(log):
         return MODEL
     except UserError as exc:
         log(f"{exc}\nOffline: training a small StarDist on the sample's left half for 2 minutes instead.")
+    from stardist.data import test_image_nuclei_2d
+
     from .core.events import run_to_end
     from .core.models.stardist_train import StarDistTraining, train_stardist_2d
     from .core.normalize import normalize_percentile
-    from stardist.data import test_image_nuclei_2d
 
     img, gt = test_image_nuclei_2d(return_mask=True)
     half = img.shape[1] // 2

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import traceback
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
@@ -25,7 +26,7 @@ from .core.errors import Cancelled, UserError
 from .core.events import Event, Job, Notice, Progress, format_eta
 
 log = logging.getLogger(__name__)
-_RUNNING: "weakref.WeakSet[JobHandle]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[JobHandle] = weakref.WeakSet()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -97,7 +98,8 @@ def start_job(
         offload.use_process_pool(True)  # keep GIL-heavy geometry off napari's event loop
         return (yield from make_job(token))
 
-    worker: GeneratorWorker = create_worker(run, _start_thread=False)
+    # errors are reported by our own errored slot below; without this napari re-raises them as tracebacks
+    worker: GeneratorWorker = create_worker(run, _start_thread=False, _ignore_errors=True)
     handle = JobHandle(worker, token, title)
     _RUNNING.add(handle)
 

@@ -6,7 +6,14 @@ import pytest
 import tifffile
 
 from napari_dlmicro.core.datasets import (
-    Pair, add_pair, clean_mask, detect_layout, load_pairs, spatial_ndim, split_validation, summarize,
+    Pair,
+    add_pair,
+    clean_mask,
+    detect_layout,
+    load_pairs,
+    spatial_ndim,
+    split_validation,
+    summarize,
 )
 from napari_dlmicro.core.errors import UserError
 

@@ -194,10 +194,9 @@ def test_nanometre_scale_is_written_in_micrometres(tmp_path):
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
     target = tmp_path / "keep.tif"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["keep.tif"]
 

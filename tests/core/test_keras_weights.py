@@ -19,7 +19,10 @@ import pytest
 import torch
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.models.stardist_io import load_official, net_config_from_official
+from napari_dlmicro.core.models.stardist_io import (
+    load_official,
+    net_config_from_official,
+)
 from napari_dlmicro.core.nets.stardist_net import StarDistNet
 
 CPU = torch.device("cpu")
@@ -83,7 +86,7 @@ def _keras_layers_2d(net: StarDistNet) -> list[tuple[str, torch.nn.Module | None
 def _keras_layers_3d_resnet(net: StarDistNet, first: int = 0) -> list[tuple[str, torch.nn.Module | None]]:
     """The same for StarDist3D's ResNet; auto numbers start at ``first`` (as after an earlier model)."""
     counter = iter(range(first, 10_000))
-    name = lambda: (lambda i: "conv3d" + (f"_{i}" if i else ""))(next(counter))  # noqa: E731
+    name = lambda: (lambda i: "conv3d" + (f"_{i}" if i else ""))(next(counter))
     layers: list[tuple[str, torch.nn.Module | None]] = [("input", None)]
     layers += [(name(), m.conv) for m in net.prelude]
     for b, block in enumerate(net.body):

@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.metrics import FALSE_POSITIVE, MISS, error_mask, score, score_many, table
+from napari_dlmicro.core.metrics import (
+    FALSE_POSITIVE,
+    MISS,
+    error_mask,
+    score,
+    score_many,
+    table,
+)
 
 
 def test_scores_on_the_sample(nuclei):

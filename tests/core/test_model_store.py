@@ -11,10 +11,10 @@ import torch
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models import store
 from napari_dlmicro.core.models.loader import load_segmenter
+from napari_dlmicro.core.models.stardist import StarDistSegmenter
 from napari_dlmicro.core.models.stardist_io import load_ours, save_stardist
 from napari_dlmicro.core.nets.stardist_net import StarDistNet, StarDistNetConfig
 from napari_dlmicro.core.nets.unet import UNetConfig
-from napari_dlmicro.core.models.stardist import StarDistSegmenter
 
 
 def _small_model(n_rays=8):

@@ -4,7 +4,10 @@ import pytest
 
 from napari_dlmicro.core.datasets import Pair
 from napari_dlmicro.core.events import run_to_end
-from napari_dlmicro.core.train_segmentation import SegmentationTraining, train_segmentation
+from napari_dlmicro.core.train_segmentation import (
+    SegmentationTraining,
+    train_segmentation,
+)
 
 
 def test_semantic_unet_learns_classes(nuclei, tmp_path):

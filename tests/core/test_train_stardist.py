@@ -11,7 +11,10 @@ from napari_dlmicro.core.events import Metrics, run_to_end
 from napari_dlmicro.core.models.stardist_io import load_ours
 from napari_dlmicro.core.models.stardist_train import StarDistTraining, train_stardist
 from napari_dlmicro.core.normalize import normalize_percentile
-from napari_dlmicro.core.train_segmentation import SegmentationTraining, train_segmentation
+from napari_dlmicro.core.train_segmentation import (
+    SegmentationTraining,
+    train_segmentation,
+)
 
 SMALL = dict(depth=2, filters=16, patch=64, batch=4, lr=3e-3)
 
@@ -35,8 +38,8 @@ def test_short_run_improves_validation_over_untrained(halves, tmp_path):
 
 def test_trained_model_beats_untrained_f1(trained_stardist, right_half):
     from napari_dlmicro.core.metrics import f1_at
-    from napari_dlmicro.core.models.stardist_train import build_network
     from napari_dlmicro.core.models.stardist import StarDistSegmenter
+    from napari_dlmicro.core.models.stardist_train import build_network
     from napari_dlmicro.core.segment import segment
 
     img, gt = right_half

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch._dynamo  # noqa: F401  (import before Qt starts: importing it later crashes under offscreen Qt here)
 import pytest
+import torch._dynamo  # noqa: F401  (import before Qt starts: importing it later crashes under offscreen Qt here)
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
 
@@ -31,7 +31,7 @@ def test_train_preview_apply_and_quality(dock, qtbot):
     w.minutes.setValue(0.1)
     w.train_btn.click()
     qtbot.waitUntil(lambda: w.job is None, timeout=90_000)
-    assert w.model is not None and w.plot.steps
+    assert w.model is not None and w.plot.x
     assert "noisy [preview]" in viewer.layers
     w.truth.setCurrentText("clean")
     w.apply_btn.click()
@@ -48,8 +48,41 @@ def test_cancel_keeps_best_model(dock, qtbot):
     viewer, w = dock
     w.minutes.setValue(5)
     w.train_btn.click()
-    qtbot.waitUntil(lambda: len(w.plot.steps) >= 1, timeout=90_000)
+    qtbot.waitUntil(lambda: len(w.plot.x) >= 1, timeout=90_000)
     w.cancel_btn.click()
     qtbot.waitUntil(lambda: w.job is None, timeout=30_000)
     assert w.model is not None
     assert "best model so far" in w.status.text()
+
+
+def test_care_from_folder_pairs_for_a_number_of_epochs(dock, qtbot, tmp_path):
+    import tifffile
+
+    viewer, w = dock
+    noisy, clean = noisy_nuclei_arrays()
+    inputs, targets = tmp_path / "low", tmp_path / "high"
+    inputs.mkdir(), targets.mkdir()
+    for i in range(2):
+        tifffile.imwrite(inputs / f"p{i}.tif", noisy[i * 64:(i + 1) * 64, :64])
+        tifffile.imwrite(targets / f"p{i}.tif", clean[i * 64:(i + 1) * 64, :64])
+    w.kind.setCurrentText("care")
+    w.train_btn.click()  # neither a target layer nor folders: a message, no job
+    assert w.job is None and "target" in w.status.text()
+    w.form.set_pair_folders(str(inputs), str(targets))
+    w.epochs.setValue(1)
+    assert not w.minutes.isEnabled()
+    w.train_btn.click()
+    qtbot.waitUntil(lambda: w.job is None, timeout=90_000)
+    assert w.model is not None and w.model.kind == "care"
+    assert w.model.config["steps"] == 50  # one epoch of 50 steps, not the time budget
+    assert "trained" in w.status.text()
+
+
+def test_settings_are_remembered(dock, make_napari_viewer):
+    from napari_dlmicro.widgets.denoise import DenoiseWidget
+
+    viewer, w = dock
+    w.epochs.setValue(7)
+    w.form.save()
+    again = DenoiseWidget(viewer)
+    assert again.epochs.value() == 7 and again.patch.value() == 32

@@ -44,7 +44,7 @@ def test_run_makes_a_measured_labels_layer(dock, qtbot, right_half, tmp_path):
 
 def test_preview_segments_the_visible_field(dock, qtbot):
     viewer, widget = dock
-    viewer.camera.zoom = viewer.camera.zoom * 4
+    viewer.scene.camera.zoom = viewer.scene.camera.zoom * 4
     widget.preview()
     _wait_idle(qtbot, widget)
     assert "in view" in widget.count_label.text() or "in the image" in widget.count_label.text()

@@ -1,4 +1,4 @@
-"""``napari-dlmicro segment``: instance segmentation of TIFF files, headless."""
+"""``napari-dlmicro segment``: instance (or semantic class) segmentation of TIFF files, headless."""
 from __future__ import annotations
 
 import sys
@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                        description="Writes OUTDIR/<stem>_labels.tif and OUTDIR/<stem>_measurements.csv per image.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF files or folders of them")
     p.add_argument("-m", "--model", required=True,
-                   help="catalogue name (stardist:2D_versatile_fluo, cellpose:cpsam, …) or a model folder/file")
+                   help="catalogue name (stardist:2D_versatile_fluo, cellpose:cpsam, …), a stored model, "
+                        "or a model folder/file (StarDist, Cellpose or semantic)")
     p.add_argument("-o", "--outdir", required=True, type=Path)
     add_device_flag(p)
     p.add_argument("--tile", type=int, default=1024, help="tile size in pixels (0: whole image)")
@@ -47,6 +48,6 @@ def run(args) -> int:
                                settings=_settings(args), tile=args.tile or None,
                                norm_low=args.norm[0], norm_high=args.norm[1])
         labels_path, _, result = run_with_progress(job, f"[{i}/{len(files)}] {path.name}")
-        print(f"{path}: {result.n_objects} objects -> {labels_path}")
+        print(f"{path}: {result.n_objects} {'classes' if result.class_map else 'objects'} -> {labels_path}")
         sys.stdout.flush()
     return 0

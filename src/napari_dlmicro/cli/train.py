@@ -6,8 +6,8 @@ module for another kind (stardist, cellpose) adds itself with
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..core.errors import UserError
 from .common import add_device_flag, expand_inputs, run_with_progress
@@ -28,14 +28,14 @@ def _load_images(folder: str, what: str) -> tuple[list[Path], list]:
     return files, [read_image(f) for f in files]
 
 
-def train_restoration_files(kind: str, images: str, targets: str | None, out: str, minutes: float | None = None,
-                            epochs: int | None = None, patch: int = 64, val_fraction: float = 0.1,
-                            device: str = "auto", batch_size: int = 16, axes: str | None = None,
-                            progress: bool = True):
-    """Train N2V or CARE on TIFF files of a folder (CARE: pairs matched by name); returns the TrainResult."""
-    from ..core.events import run_to_end
+def read_restoration_files(kind: str, images: str, targets: str | None = None, axes: str | None = None
+                           ) -> tuple[list, list | None, str, list[Path]]:
+    """Read the training images of a folder (and, for CARE, their targets, matched by file name).
+
+    Returns the input arrays, the target arrays (None for N2V), their common
+    axes and the input files.
+    """
     from ..core.models.care import match_pairs
-    from ..core.restoration_train import TrainSettings, train_restoration
 
     files, data = _load_images(images, "images")
     target_data = None
@@ -50,10 +50,21 @@ def train_restoration_files(kind: str, images: str, targets: str | None, out: st
     if axes is None and len(axes_set) > 1:
         raise UserError(f"the images have different axes ({', '.join(sorted(axes_set))})",
                         "train on images of one kind, or give --axes")
-    axes = axes or data[0].axes.replace("S", "C")
+    return [d.data for d in data], target_data, axes or data[0].axes.replace("S", "C"), files
+
+
+def train_restoration_files(kind: str, images: str, targets: str | None, out: str, minutes: float | None = None,
+                            epochs: int | None = None, patch: int = 64, val_fraction: float = 0.1,
+                            device: str = "auto", batch_size: int = 16, axes: str | None = None,
+                            progress: bool = True):
+    """Train N2V or CARE on TIFF files of a folder (CARE: pairs matched by name); returns the TrainResult."""
+    from ..core.events import run_to_end
+    from ..core.restoration_train import TrainSettings, train_restoration
+
+    data, target_data, axes, files = read_restoration_files(kind, images, targets, axes)
     settings = TrainSettings(kind=kind, axes=axes, minutes=minutes if epochs is None else None, epochs=epochs,
                              patch=patch, val_fraction=val_fraction, device=device, batch_size=batch_size)
-    job = train_restoration([d.data for d in data], target_data, settings, save_to=out)
+    job = train_restoration(data, target_data, settings, save_to=out)
     result = run_with_progress(job, f"train {kind}") if progress else run_to_end(job)
     result.model.config.setdefault("data", {"images": [f.name for f in files]})
     return result
@@ -101,4 +112,4 @@ def run(args) -> int:
         args.minutes = 3.0
     return int(trainer(args) or 0)
 
-from . import train_segmentation  # noqa: E402,F401 - registers the stardist and cellpose kinds
+from . import train_segmentation  # noqa: F401 - registers the stardist and cellpose kinds

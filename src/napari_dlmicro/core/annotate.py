@@ -7,7 +7,7 @@ changes the caller's array unless it says so.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -42,15 +42,28 @@ def id_at(labels: np.ndarray, point: Sequence[float]) -> int:
     return int(labels[_index(labels, point)])
 
 
-def delete_at(labels: np.ndarray, point: Sequence[float]) -> tuple[np.ndarray, int]:
-    """Remove the object under ``point``; returns the new labels and the id removed (0: none)."""
+def delete_at(labels: np.ndarray, point: Sequence[float], in_plane: bool = False) -> tuple[np.ndarray, int]:
+    """Remove the object under ``point``; returns the new labels and the id removed (0: none).
+
+    For 3D labels with ``in_plane`` only the object's pixels in the Z plane of
+    ``point`` go (plane by plane annotation); otherwise the whole object.
+    """
     labels = _labels(labels)
+    if in_plane and labels.ndim == 3:
+        z = _index(labels, point)[0]
+        out = labels.copy()
+        out[z], oid = delete_at(labels[z], point[-2:])
+        return out, oid
     oid = id_at(labels, point)
-    if oid == 0:
-        return labels.copy(), 0
-    out = labels.copy()
-    out[out == oid] = 0
-    return out, oid
+    return delete_id(labels, oid), oid
+
+
+def delete_id(labels: np.ndarray, oid: int) -> np.ndarray:
+    """Remove object ``oid`` everywhere (0, the background, removes nothing)."""
+    out = _labels(labels).copy()
+    if oid:
+        out[out == oid] = 0
+    return out
 
 
 def fill_holes(labels: np.ndarray, plane_by_plane: bool = True) -> np.ndarray:
@@ -101,11 +114,24 @@ def merge(labels: np.ndarray, a: int, b: int) -> np.ndarray:
     return out
 
 
-def merge_at(labels: np.ndarray, p: Sequence[float], q: Sequence[float]) -> tuple[np.ndarray, int]:
-    """Merge the objects under two points; returns labels and the id kept."""
+def merge_at(labels: np.ndarray, p: Sequence[float], q: Sequence[float],
+             in_plane: bool = False) -> tuple[np.ndarray, int]:
+    """Merge the objects under two points; returns labels and the id kept.
+
+    For 3D labels with ``in_plane``, two points in the same Z plane merge the
+    objects in that plane only; points in different planes always join the
+    two objects in the whole volume (linking one object across planes).
+    """
+    labels = _labels(labels)
     a, b = id_at(labels, p), id_at(labels, q)
     if a == b:
         raise UserError("both points lie on the same object", "pick points on two different objects")
+    if in_plane and labels.ndim == 3:
+        z, zq = _index(labels, p)[0], _index(labels, q)[0]
+        if z == zq:
+            out = labels.copy()
+            out[z] = merge(labels[z], a, b)
+            return out, a
     return merge(labels, a, b), a
 
 
@@ -129,8 +155,8 @@ def split_along_line(labels: np.ndarray, line_points: Sequence[Sequence[float]],
     The line's pixels (thickened to 4-connectivity) become background inside
     each crossed object; each piece gets its own id (the largest keeps the
     old one), and the cut pixels go back to the nearest piece. For 3D labels
-    the cut is made in Z ``plane`` (plane by plane annotation). Returns the
-    labels and the new ids.
+    the cut is made in Z ``plane`` (plane by plane annotation), and the new
+    ids are free in the whole volume. Returns the labels and the new ids.
     """
     labels = _labels(labels)
     pts = np.asarray(line_points, float)
@@ -139,17 +165,24 @@ def split_along_line(labels: np.ndarray, line_points: Sequence[Sequence[float]],
     if labels.ndim == 3:
         if plane is None:
             raise UserError("a 3D annotation is split one Z plane at a time", "pass the plane to cut")
+        if not 0 <= plane < labels.shape[0]:
+            raise UserError(f"plane {plane} lies outside the annotation's {labels.shape[0]} planes",
+                            "draw the line on a plane of the stack")
         out = labels.copy()
-        out[plane], new = split_along_line(labels[plane], pts[:, -2:], None)
+        out[plane], new = _split_2d(labels[plane], pts, next_free_id(labels))
         return out, new
     if labels.ndim != 2:
         raise UserError(f"cannot split objects of a {labels.ndim}D annotation", "use 2D or 3D labels")
+    return _split_2d(labels, pts, next_free_id(labels))
+
+
+def _split_2d(labels: np.ndarray, pts: np.ndarray, next_id: int) -> tuple[np.ndarray, list[int]]:
+    """:func:`split_along_line` in one plane; new pieces get ``next_id``, ``next_id + 1``..."""
     r, c = _line_pixels(pts[:, -2:], labels.shape)
     cut = np.zeros(labels.shape, bool)
     cut[r, c] = True
     cut |= ndi.binary_dilation(cut, structure=np.array([[0, 0, 0], [0, 1, 1], [0, 1, 0]], bool))
     out = labels.copy()
-    next_id = next_free_id(labels)
     new_ids: list[int] = []
     for oid in np.unique(labels[cut]):
         if oid == 0:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -36,7 +37,7 @@ class Pair:
 
     @property
     def n_objects(self) -> int:
-        return int(len(np.unique(self.mask[self.mask > 0])))
+        return len(np.unique(self.mask[self.mask > 0]))
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def add_pair(folder: str | Path, image: np.ndarray, mask: np.ndarray, name: str 
         "crop": [[s.start, s.stop] for s in crop] if crop is not None else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "shape": list(mask.shape),
-        "n_objects": int(len(np.unique(mask[mask > 0]))),
+        "n_objects": len(np.unique(mask[mask > 0])),
         **(extra or {}),
     }
     # image first, then mask: a pair is listed only once its mask exists
@@ -209,7 +210,7 @@ def summarize(folder: str | Path) -> Summary:
     n_obj, shapes = 0, []
     for _, m in pair_files(folder):
         mask = tifffile.imread(m)
-        n_obj += int(len(np.unique(mask[mask > 0])))
+        n_obj += len(np.unique(mask[mask > 0]))
         shapes.append(tuple(mask.shape))
     return Summary(str(folder), layout, len(shapes), n_obj, tuple(shapes))
 

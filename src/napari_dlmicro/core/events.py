@@ -8,8 +8,9 @@ docks (through ``workers.py``) and the command line.
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 

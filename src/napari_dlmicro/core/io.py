@@ -30,10 +30,14 @@ import numpy as np
 import tifffile
 
 from .errors import UserError
-
 from .tiff_metadata import SPATIAL, UM, _in_micrometres, _metadata, layer_axes, um_per  # noqa: F401
 from .tiff_write import (  # noqa: F401 - the public writing API, importable from here
-    atomic_output, default_axes, is_ome_name, label_dtype, write_image, write_labels,
+    atomic_output,
+    default_axes,
+    is_ome_name,
+    label_dtype,
+    write_image,
+    write_labels,
 )
 
 AXES = "TCZYXS"
@@ -77,9 +81,7 @@ def tiff_axes(axes: str, shape: Sequence[int]) -> str:
         )
     out = list(axes)
     for i, (letter, size) in enumerate(zip(axes, shape)):
-        if letter == "S" and not (i == len(axes) - 1 and size in (3, 4)):
-            out[i] = "?"
-        elif letter not in AXES:
+        if letter == "S" and not (i == len(axes) - 1 and size in (3, 4)) or letter not in AXES:
             out[i] = "?"
     for i in reversed(range(len(out))):
         if out[i] != "?":

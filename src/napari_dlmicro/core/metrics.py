@@ -7,8 +7,8 @@ positives and misses that the docks show as a layer.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 

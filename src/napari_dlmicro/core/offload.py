@@ -17,7 +17,8 @@ import struct
 import subprocess
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _local = threading.local()
 _lock = threading.Lock()

@@ -7,8 +7,8 @@ time point, and per channel when channels are denoised independently.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

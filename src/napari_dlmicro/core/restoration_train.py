@@ -52,7 +52,6 @@ from .tiling import pad_to_multiple
 from .train import lr_at as cosine_lr
 
 
-
 def lr_at(fraction: float, base: float, warmup: float = 0.05, floor: float = 0.02) -> float:
     """The restoration schedule: the shared warm-up + cosine, decaying to 2 % of ``base``."""
     return cosine_lr(fraction, base, warmup, floor)

@@ -4,7 +4,8 @@ One job for the dock, the CLI and Python: it checks the input, picks the
 channel, normalises each frame as a whole, runs the model frame by frame
 (and plane by plane when a 2D model meets a z-stack), streams label tiles as
 ``Preview`` events placed in the full output, and returns a
-:class:`SegmentResult`.
+:class:`SegmentResult`. Object ids are made unique across planes and frames;
+class maps (semantic models, ``ModelInfo.class_map``) keep their class ids.
 """
 from __future__ import annotations
 
@@ -63,10 +64,12 @@ class SegmentResult:
     full_shape: tuple[int, ...]
     table: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    class_map: bool = False  # ``labels`` holds class ids (a semantic model), not objects
 
     @property
     def n_objects(self) -> int:
-        return int(len(np.unique(self.labels[self.labels > 0])))
+        """Distinct non-zero ids: objects, or the classes found for a class map."""
+        return len(np.unique(self.labels[self.labels > 0]))
 
 
 def _check_pixels(data: np.ndarray) -> list[str]:
@@ -146,8 +149,8 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
                         f"segmentation needs at least {MIN_SIZE}x{MIN_SIZE}")
     full_shape = data.shape[:-1]
     if "Z" in axes_nc and model.info.spatial_ndim == 2:
-        msg = (f"{model.info.name} is a 2D model: the z-stack is segmented plane by plane "
-               "(objects are not joined across planes)")
+        msg = f"{model.info.name} is a 2D model: the z-stack is segmented plane by plane" + (
+            "" if model.info.class_map else " (objects are not joined across planes)")
         notes.append(msg)
         yield Notice(msg)
 
@@ -165,6 +168,7 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
     labels = np.zeros(out_shape, np.uint32)
     clock = ProgressClock(len(units) * 100, "segmenting")
     settings = {**model.default_settings(), **(job.settings or {})}
+    class_map = model.info.class_map  # class ids stay the same in every plane and frame: never offset
     next_id = 0
     ranges: dict[tuple, tuple] = {}
     for k, unit in enumerate(units):
@@ -197,14 +201,15 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
                 yield ev
         unit_labels = np.where(unit_labels > 0, unit_labels.astype(np.int64) + next_id, 0)
         labels[out_index] = unit_labels
-        next_id = int(max(next_id, unit_labels.max()))
+        if not class_map:
+            next_id = int(max(next_id, unit_labels.max()))
         yield clock.tick((k + 1) * 100, _unit_message(unit, axes_nc, len(units), "done"))
     labels = _compact_dtype(labels)
     table = None
     if job.measure:
         intensity = data[tuple(placement) + (0,)] if data.shape[-1] == 1 else None
         table = offload.call(measure_frames, labels, intensity, axes_nc, job.scale)
-    return SegmentResult(labels, axes_nc, model.info.name, placement, full_shape, table, notes)
+    return SegmentResult(labels, axes_nc, model.info.name, placement, full_shape, table, notes, class_map)
 
 
 def _block_shape(region: tuple[slice, ...], out_shape: tuple[int, ...]) -> tuple[int, ...]:

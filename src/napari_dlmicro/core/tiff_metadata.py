@@ -5,11 +5,9 @@ tags in inches are print settings, not pixel sizes, and are ignored.
 """
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import tifffile
-
-
 
 UM = "µm"
 SPATIAL = "ZYX"

@@ -15,7 +15,6 @@ import numpy as np
 import tifffile
 
 from .errors import UserError
-
 from .tiff_metadata import SPATIAL, UM, layer_axes, um_per
 
 AXES = "TCZYXS"

@@ -7,9 +7,9 @@ each image as the segmentation job will, and hands over to the model's trainer.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

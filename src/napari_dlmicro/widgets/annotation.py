@@ -2,8 +2,14 @@
 
 Every edit is an operation of :mod:`..core.annotate` on the layer's array;
 the dock only reads positions (cursor, points, lines, a rectangle) from the
-viewer and writes the result back. 3D annotations are edited plane by plane
-(the plane shown). Pre-annotation runs the segmentation job in a worker.
+viewer and writes the result back. 3D annotations are edited plane by plane:
+"Delete at cursor" and "Merge 2 points" act in the plane shown (in the whole
+volume when the layer's "n edit dim" is 3, or, for merging, when the points lie
+in different planes); "Split along line" cuts in the line's plane; filling
+holes works in every plane; removing small objects counts each object's
+voxels, and relabelling renumbers the whole volume. A training set holds
+annotations of one dimensionality. Pre-annotation runs the segmentation job
+in a worker.
 """
 from __future__ import annotations
 
@@ -13,8 +19,17 @@ import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
-    QVBoxLayout, QWidget,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core import annotate as ops
@@ -58,8 +73,8 @@ class AnnotationWidget(QWidget):
         buttons = [
             ("Next free id", self.next_id, "Paint a new object with the next unused id"),
             ("Delete at cursor", self.delete_at_cursor, "Remove the object under the mouse (press with the cursor on it)"),
-            ("Fill holes", self.fill_holes, "Fill holes inside every object"),
-            ("Relabel 1..N", self.relabel, "Renumber objects without gaps"),
+            ("Fill holes", self.fill_holes, "Fill holes inside every object (3D: in every Z plane)"),
+            ("Relabel 1..N", self.relabel, "Renumber objects without gaps (3D: the whole volume)"),
             ("Merge 2 points", self.merge, f"Merge the objects under the last two points of '{POINTS_NAME}'"),
             ("Split along line", self.split, f"Cut the objects crossed by the last line of '{LINES_NAME}'"),
         ]
@@ -67,7 +82,7 @@ class AnnotationWidget(QWidget):
             b = QPushButton(text, toolTip=tip)
             b.clicked.connect(slot)
             grid.addWidget(b, i // 2, i % 2)
-        small = QPushButton("Remove smaller than", toolTip="Remove objects with fewer pixels than this")
+        small = QPushButton("Remove smaller than", toolTip="Remove objects with fewer pixels (3D: voxels) than this")
         small.clicked.connect(self.remove_small)
         grid.addWidget(small, 3, 0)
         grid.addWidget(self.min_size, 3, 1)
@@ -76,7 +91,7 @@ class AnnotationWidget(QWidget):
         for text, slot in (("Points layer", self._points_layer), ("Lines layer", self._lines_layer),
                            ("Region of interest", self.roi_layer)):
             b = QPushButton(text)
-            b.clicked.connect(lambda *_, f=slot: f())
+            b.clicked.connect(lambda *_, f=slot: self._guard(f))
             helpers.addWidget(b)
         layout.addLayout(helpers)
 
@@ -168,14 +183,36 @@ class AnnotationWidget(QWidget):
         return layer
 
     def _plane(self, layer: Labels) -> int | None:
-        """The Z plane shown, for 3D annotations edited plane by plane."""
+        """The Z plane shown (in the layer's own pixels), for 3D annotations edited plane by plane."""
         if layer.data.ndim < 3:
             return None
-        return int(self.viewer.dims.current_step[-3])
+        z = self._in_labels(layer, self.viewer.dims.point)[-3]
+        return int(np.clip(round(float(z)), 0, layer.data.shape[-3] - 1))
+
+    @staticmethod
+    def _in_labels(layer: Labels, world, source=None) -> np.ndarray:
+        """A position (world, or ``source`` layer data coordinates) in ``layer``'s pixel coordinates."""
+        if source is not None:
+            world = source.data_to_world(world)
+        return np.asarray(layer.world_to_data(np.asarray(world, float)), float)
+
+    def _world_position(self, position=None) -> np.ndarray:
+        """``position`` (world; missing leading axes from the sliders), or the cursor on the plane shown."""
+        dims = self.viewer.dims
+        point = np.asarray(dims.point, float)
+        pos = np.asarray(self.viewer.cursor.position if position is None else position, float)
+        if len(pos) < len(point):
+            pos = np.concatenate([point[: len(point) - len(pos)], pos])
+        if position is None and dims.ndisplay == 2 and len(pos) == len(point):
+            hidden = [ax for ax in range(len(point)) if ax not in dims.displayed]
+            pos[hidden] = point[hidden]  # the cursor's slice can be stale after moving a slider
+        return pos
 
     def _points_layer(self) -> Points:
         if POINTS_NAME not in self.viewer.layers:
-            self.viewer.add_points(name=POINTS_NAME, ndim=self.labels_layer().data.ndim, size=6)
+            labels = self.labels_layer()  # the points share its pixel grid
+            self.viewer.add_points(name=POINTS_NAME, ndim=labels.data.ndim, size=6, scale=labels.scale,
+                                   translate=labels.translate)
         layer = self.viewer.layers[POINTS_NAME]
         self.viewer.layers.selection.active = layer
         layer.mode = "add"
@@ -183,7 +220,9 @@ class AnnotationWidget(QWidget):
 
     def _lines_layer(self) -> Shapes:
         if LINES_NAME not in self.viewer.layers:
-            self.viewer.add_shapes(name=LINES_NAME, ndim=self.labels_layer().data.ndim, edge_color="yellow")
+            labels = self.labels_layer()
+            self.viewer.add_shapes(name=LINES_NAME, ndim=labels.data.ndim, edge_color="yellow", scale=labels.scale,
+                                   translate=labels.translate)
         layer = self.viewer.layers[LINES_NAME]
         self.viewer.layers.selection.active = layer
         layer.mode = "add_path"
@@ -230,10 +269,17 @@ class AnnotationWidget(QWidget):
         self._guard(go)
 
     def delete_at_cursor(self, position=None) -> None:
+        """Remove the object under the cursor (or world ``position``); 3D: in the plane shown."""
         def go():
             layer = self.labels_layer()
-            pos = layer.world_to_data(position if position is not None else self.viewer.cursor.position)
-            new, removed = ops.delete_at(layer.data, pos)
+            world = self._world_position(position)
+            if layer.data.ndim == 3 and self.viewer.dims.ndisplay == 3 and position is None:
+                oid = layer.get_value(world, view_direction=self.viewer.cursor._view_direction,
+                                      dims_displayed=list(self.viewer.dims.displayed), world=True)
+                new, removed = ops.delete_id(layer.data, int(oid or 0)), int(oid or 0)
+            else:
+                new, removed = ops.delete_at(layer.data, self._in_labels(layer, world),
+                                             in_plane=layer.n_edit_dimensions < 3)
             if removed:
                 self._apply(new)
         self._guard(go)
@@ -254,20 +300,25 @@ class AnnotationWidget(QWidget):
     def merge(self) -> None:
         def go():
             layer = self.labels_layer()
-            pts = self.viewer.layers[POINTS_NAME].data if POINTS_NAME in self.viewer.layers else []
-            if len(pts) < 2:
+            points = self.viewer.layers[POINTS_NAME] if POINTS_NAME in self.viewer.layers else None
+            if points is None or len(points.data) < 2:
                 raise UserError("merging needs two points", f"add two points, one on each object, to '{POINTS_NAME}'")
-            new, _ = ops.merge_at(layer.data, pts[-2], pts[-1])
+            p, q = (self._in_labels(layer, pt, points) for pt in points.data[-2:])
+            new, _ = ops.merge_at(layer.data, p, q, in_plane=layer.n_edit_dimensions < 3)
             self._apply(new)
         self._guard(go)
 
     def split(self) -> None:
         def go():
             layer = self.labels_layer()
-            shapes = self.viewer.layers[LINES_NAME].data if LINES_NAME in self.viewer.layers else []
-            if not len(shapes):
+            lines = self.viewer.layers[LINES_NAME] if LINES_NAME in self.viewer.layers else None
+            if lines is None or not len(lines.data):
                 raise UserError("splitting needs a line", f"draw a line across the object in '{LINES_NAME}'")
-            new, _ = ops.split_along_line(layer.data, np.asarray(shapes[-1])[:, -2:], self._plane(layer))
+            line = np.array([self._in_labels(layer, v, lines) for v in np.asarray(lines.data[-1])])
+            plane = self._plane(layer)
+            if layer.data.ndim == 3 and np.asarray(lines.data[-1]).shape[1] >= 3 and np.ptp(line[:, -3]) < 0.5:
+                plane = round(float(line[0, -3]))  # the plane the line was drawn in
+            new, _ = ops.split_along_line(layer.data, line[:, -2:], plane)
             self._apply(new)
         self._guard(go)
 
@@ -300,6 +351,7 @@ class AnnotationWidget(QWidget):
             if not folder:
                 raise UserError("no training set folder is chosen", "pick or type a folder")
             image, layer = self.image_layer(), self.labels_layer()
+            _check_dimensionality(folder, layer.data.ndim)
             crop = self.crop(layer.data.shape)
             source = getattr(image.source, "path", None) or image.name
             name = add_pair(folder, np.asarray(image.data[crop]), np.asarray(layer.data[crop]), image.name,
@@ -316,3 +368,15 @@ class AnnotationWidget(QWidget):
             self.summary.setText(str(summarize(folder)) if folder and Path(folder).is_dir() else "")
         except UserError as exc:
             self.summary.setText(str(exc))
+
+
+def _check_dimensionality(folder: str, ndim: int) -> None:
+    """Refuse a 3D annotation for a training set of 2D ones (and the reverse): models train on one kind."""
+    try:
+        dims = {len(shape) for shape in summarize(folder).shapes} if Path(folder).is_dir() else set()
+    except UserError:  # nothing readable there yet: any annotation may start the set
+        return
+    if dims and ndim not in dims:
+        held = " and ".join(f"{d}D" for d in sorted(dims))
+        raise UserError(f"the training set '{Path(folder).name}' holds {held} annotations (for a {held} model) and "
+                        f"this one is {ndim}D", f"add {ndim}D annotations to a separate training set folder")

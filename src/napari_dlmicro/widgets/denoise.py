@@ -7,26 +7,21 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.events import Metrics, Preview, Progress, format_eta
-from ..core.settings import load_settings, save_settings
-from ._loss_plot import LossPlot
+from ._denoise_form import DenoiseSettingsForm
+from ._line_plot import LinePlot, Panel
 
 NONE = "—"
-SECTION = "denoise"
 
 
 class DenoiseWidget(QWidget):
@@ -39,32 +34,22 @@ class DenoiseWidget(QWidget):
         self.job = None
         self._t_start = 0.0
         self._folder = None
+        self._preview_geometry = None
         self.image, self.target, self.truth = QComboBox(), QComboBox(), QComboBox()
-        self.kind = QComboBox()
-        self.kind.addItems(["n2v", "care"])
-        self.axes = QLineEdit()
-        self.axes.setPlaceholderText("auto (YX, ZYX, TYX, CYX, ...)")
-        self.channels = QComboBox()
-        self.channels.addItems(["independent", "joint"])
-        self.minutes = self._dspin(0.05, 600, 3.0, 0.5)
-        self.patch = self._spin(16, 512, 64, 16)
-        self.batch = self._spin(1, 256, 16, 1)
-        self.val_fraction = self._dspin(0.0, 0.5, 0.1, 0.05)
-        self.lr = self._dspin(1e-5, 1e-1, 5e-4, 1e-4, decimals=5)
-        self.augment = QCheckBox("flips and rotations")
-        self.n2v2 = QCheckBox("N2V2 network (against checkerboard artefacts)")
-        self.augment.setChecked(True)
-        self.name = QLineEdit("n2v_model")
+        self.form = DenoiseSettingsForm(self.target)
+        f = self.form  # the settings most used from outside, by their short names
+        self.kind, self.minutes, self.epochs, self.patch, self.batch = f.kind, f.minutes, f.epochs, f.patch, f.batch
+        self.axes, self.channels, self.name = f.axes, f.channels, f.name
         self.train_btn, self.cancel_btn = QPushButton("Train"), QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.status = QLabel("idle")
-        self.plot = LossPlot(self)
+        self.status.setWordWrap(True)
+        self.plot = LinePlot((Panel(("train_loss", "val_loss"), ("train", "validation"), log_y=True),))
         self.models = QComboBox()
         self.load_btn, self.apply_btn = QPushButton("Load model"), QPushButton("Apply to layer")
         self.folder_btn = QPushButton("Apply to folder…")
         self.quality = QLabel("")
         self._build()
-        self._restore()
         for combo in (self.image, self.target, self.truth):
             combo.setMinimumWidth(120)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
@@ -72,26 +57,9 @@ class DenoiseWidget(QWidget):
         self._refresh_layers()
         self._refresh_models()
 
-    @staticmethod
-    def _spin(lo: int, hi: int, value: int, step: int) -> QSpinBox:
-        w = QSpinBox()
-        w.setRange(lo, hi), w.setValue(value), w.setSingleStep(step)
-        return w
-
-    @staticmethod
-    def _dspin(lo: float, hi: float, value: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
-        w = QDoubleSpinBox()
-        w.setDecimals(decimals), w.setRange(lo, hi), w.setValue(value), w.setSingleStep(step)
-        return w
-
     def _build(self) -> None:
-        form = QFormLayout()
-        for label, w in (("image", self.image), ("kind", self.kind), ("CARE target", self.target),
-                         ("axes", self.axes), ("channels", self.channels), ("minutes", self.minutes),
-                         ("patch", self.patch), ("batch size", self.batch), ("validation", self.val_fraction),
-                         ("learning rate", self.lr), ("augment", self.augment), ("N2V", self.n2v2),
-                         ("save as", self.name)):
-            form.addRow(label, w)
+        top = QFormLayout()
+        top.addRow("image", self.image)
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_btn), buttons.addWidget(self.cancel_btn)
         apply_form = QFormLayout()
@@ -101,8 +69,9 @@ class DenoiseWidget(QWidget):
         for b in (self.load_btn, self.apply_btn, self.folder_btn):
             apply_row.addWidget(b)
         layout = QVBoxLayout(self)
-        for item in (form, buttons):
-            layout.addLayout(item)
+        layout.addLayout(top)
+        layout.addWidget(self.form)
+        layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.plot)
         layout.addLayout(apply_form)
@@ -113,28 +82,6 @@ class DenoiseWidget(QWidget):
         self.load_btn.clicked.connect(self.load_model)
         self.apply_btn.clicked.connect(self.apply)
         self.folder_btn.clicked.connect(self._apply_folder_dialog)
-        self.kind.currentTextChanged.connect(lambda k: self.name.setText(f"{k}_model"))
-
-    # ------------------------------------------------------------ state
-    def _values(self) -> dict[str, Any]:
-        return {"kind": self.kind.currentText(), "minutes": self.minutes.value(), "patch": self.patch.value(),
-                "batch_size": self.batch.value(), "val_fraction": self.val_fraction.value(),
-                "learning_rate": self.lr.value(), "augment": self.augment.isChecked(),
-                "n2v2": self.n2v2.isChecked(), "channels": self.channels.currentText()}
-
-    def _restore(self) -> None:
-        s = load_settings(SECTION)
-        try:
-            for key, spin in (("minutes", self.minutes), ("patch", self.patch), ("batch_size", self.batch),
-                              ("val_fraction", self.val_fraction), ("learning_rate", self.lr)):
-                if key in s:
-                    spin.setValue(type(spin.value())(s[key]))
-            self.augment.setChecked(bool(s.get("augment", True)))
-            self.n2v2.setChecked(bool(s.get("n2v2", False)))
-            self.kind.setCurrentText(str(s.get("kind", "n2v")))
-            self.channels.setCurrentText(str(s.get("channels", "independent")))
-        except (TypeError, ValueError):
-            pass
 
     def _refresh_layers(self, *_: Any) -> None:
         from napari.layers import Image
@@ -176,7 +123,10 @@ class DenoiseWidget(QWidget):
         data = layer.data
         axes = axes or default_axes(data.ndim, data.shape)
         spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
-        centre = layer.world_to_data(self.viewer.camera.center if len(self.viewer.camera.center) == data.ndim
+        from .view_region import camera
+
+        cam = camera(self.viewer)
+        centre = layer.world_to_data(cam.center if len(cam.center) == data.ndim
                                      else self.viewer.dims.point)
         region = []
         for i in spatial:
@@ -190,38 +140,68 @@ class DenoiseWidget(QWidget):
         return (t * n_c, tuple(region)), spatial
 
     def train(self) -> None:
-        """Start training on the chosen layer(s)."""
+        """Start training on the chosen layer(s), or on CARE pairs from two folders."""
         from ..core.models.store import store_dir
-        from ..core.restoration_train import TrainSettings, train_restoration
         from ..workers import start_job
 
+        settings = self.form.train_settings(self._axes(None), max(1, (os.cpu_count() or 1) - 1))  # a core for napari
+        kind, folders = settings.kind, self.form.pair_folders if settings.kind == "care" else None
         layer = self._layer(self.image)
-        if layer is None:
-            self.status.setText("pick an image layer first")
+        if layer is None and folders is None:
+            self.status.setText("pick an image layer first" + (", or CARE pairs from folders" if kind == "care" else ""))
             return
-        values = self._values()
-        save_settings(SECTION, values)
-        kind = values["kind"]
-        target = self._layer(self.target) if kind == "care" else None
-        image = np.asarray(layer.data)
-        targets = [np.asarray(target.data)] if target is not None else None
-        axes = self._axes(layer)
-        settings = TrainSettings(kind=kind, axes=axes, channels=values["channels"], minutes=values["minutes"],
-                                 patch=values["patch"], batch_size=values["batch_size"],
-                                 val_fraction=values["val_fraction"], learning_rate=values["learning_rate"],
-                                 augment=values["augment"], strategy="n2v2", n2v2_net=values["n2v2"],
-                                 max_threads=max(1, (os.cpu_count() or 1) - 1))  # a core for napari
-        self._folder = store_dir() / (self.name.text().strip() or f"{kind}_model")
-        spec, spatial = self._preview_spec(layer, axes)
-        self._preview_geometry = (layer, spec[1], spatial)
+        target = self._layer(self.target) if kind == "care" and folders is None else None
+        if kind == "care" and folders is None and target is None:
+            self.status.setText("CARE learns from pairs: pick the target layer, or pairs from folders")
+            return
+        self.form.save()
+        self._folder = folder = store_dir() / (self.name.text().strip() or f"{kind}_model")
+        if folders is None:
+            image = np.asarray(layer.data)
+            targets = [np.asarray(target.data)] if target is not None else None
+            spec, spatial = self._preview_spec(layer, settings.axes)
+            self._preview_geometry = (layer, spec[1], spatial)
+            self._start_preview(image, spec[1], spatial)
+            job = self._layer_job(image, targets, settings, folder, spec)
+        else:
+            self._preview_geometry = None
+            job = self._folder_job(folders, settings, folder)
         self.plot.clear()
         self._busy(True)
         self._t_start = time.perf_counter()
-        folder = self._folder
-        self.job = start_job(lambda token: train_restoration([image], targets if kind == "care" else None,
-                                                             settings, token, folder, spec),
-                             title=f"train {kind}", on_event=self._on_event, on_result=self._on_trained,
+        self.job = start_job(job, title=f"train {kind}", on_event=self._on_event, on_result=self._on_trained,
                              on_error=self._on_error, on_finished=self._on_train_finished)
+
+    @staticmethod
+    def _layer_job(image, targets, settings, folder, spec):
+        from ..core.restoration_train import train_restoration
+
+        return lambda token: train_restoration([image], targets, settings, token, folder, spec)
+
+    @staticmethod
+    def _folder_job(folders: tuple[str, str], settings, folder):
+        """Read the pairs in the worker (not on the GUI thread), then train on them."""
+        from dataclasses import replace
+
+        from ..cli.train import read_restoration_files
+        from ..core.restoration_train import train_restoration
+
+        def job(token):
+            images, targets, axes, _ = read_restoration_files("care", folders[0], folders[1], settings.axes)
+            return (yield from train_restoration(images, targets, replace(settings, axes=axes), token, folder))
+
+        return job
+
+    def _start_preview(self, image: np.ndarray, region: tuple[slice, ...], spatial: list[int]) -> None:
+        """Show the raw field in view as the preview layer now; training replaces it as the model sharpens."""
+        layer = self._preview_geometry[0]
+        index = tuple(region[spatial.index(i)] if i in spatial else int(self.viewer.dims.current_step[i])
+                      for i in range(image.ndim))
+        crop = np.asarray(image[index], np.float32)
+        if crop.ndim != len(spatial):
+            return  # joint channels: the preview arrives with the first snapshot
+        self._show_preview(Preview(crop, region, kind="image"))
+        self.viewer.layers.selection.active = layer
 
     def cancel(self) -> None:
         """Stop training; the best model so far stays saved and is loaded."""
@@ -234,11 +214,13 @@ class DenoiseWidget(QWidget):
         if isinstance(ev, Progress):
             self.status.setText(f"{ev.message} — {ev.fraction:.0%}, ETA {format_eta(ev.eta_s)}")
         elif isinstance(ev, Metrics) and "val_loss" in ev.values:
-            self.plot.add(ev.step, ev.values["train_loss"], ev.values["val_loss"])
+            self.plot.add(ev.step, ev.values)
         elif isinstance(ev, Preview) and ev.kind == "image" and len(ev.region or ()) >= 2:
             self._show_preview(ev)
 
     def _show_preview(self, ev: Preview) -> None:
+        if self._preview_geometry is None:
+            return
         layer, region, spatial = self._preview_geometry
         scale = [layer.scale[i] for i in spatial]
         translate = [layer.translate[i] + r.start * s for i, r, s in zip(spatial, region, scale)]

@@ -8,12 +8,20 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Labels
 from qtpy.QtGui import QFont
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.errors import UserError
 from ..core.metrics import error_mask, score, table
 from ..workers import JobHandle, start_job
-from ._score_plot import ScorePlot
+from ._line_plot import LinePlot, Panel
 
 ERRORS_SUFFIX = " [errors]"
 
@@ -50,7 +58,8 @@ class EvaluateWidget(QWidget):
         self.table = QLabel("")
         self.table.setFont(QFont("monospace", 8))
         layout.addWidget(self.table)
-        self.plot = ScorePlot(("precision", "recall", "f1", "ap"), xlabel="IoU threshold")
+        self.plot = LinePlot((Panel(("precision", "recall", "f1", "ap"), ("precision", "recall", "F1", "AP"),
+                                    y_range=(0.0, 1.0), markers=True),), xlabel="IoU threshold")
         layout.addWidget(self.plot)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)

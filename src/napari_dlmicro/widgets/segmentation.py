@@ -9,8 +9,19 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core import offload
@@ -19,6 +30,7 @@ from ..core.devices import DEVICE_CHOICES
 from ..core.errors import UserError
 from ..core.events import Preview, Progress, format_eta
 from ..core.measure import write_csv
+from ..core.models.folder import read_config
 from ..core.models.stardist import stardist_settings
 from ..core.models.store import CATALOGUE, list_models
 from ..core.segment import SegmentJob, SegmentResult, segment_job
@@ -26,17 +38,23 @@ from ..core.settings import load_settings, save_settings
 from ..workers import JobHandle, start_job
 from ._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
 from ._settings_form import SettingsForm
-from .view_region import visible_region
+from .view_region import camera, visible_region
 
 SECTION = "segmentation"
 CPU_WARN_S = 20.0
+SEGMENTING_KINDS = ("stardist", "cellpose", "semantic")  # model kinds the dock lists
 
 
 def _model_kind(ref: str) -> str:
     if ref in CATALOGUE:
         return CATALOGUE[ref].kind
     p = Path(ref)
-    return "cellpose" if p.is_file() else "stardist"
+    if p.is_file():
+        return "cellpose"
+    try:  # our folders name their kind; official StarDist folders do not
+        return str(read_config(p).get("kind") or "stardist") if p.is_dir() else "stardist"
+    except UserError:
+        return "stardist"
 
 
 def _settings_for(kind: str):
@@ -44,6 +62,8 @@ def _settings_for(kind: str):
         from ..core.models.cellpose import SETTINGS
 
         return SETTINGS
+    if kind == "semantic":  # a class per pixel: no thresholds to tune
+        return ()
     return stardist_settings()
 
 
@@ -64,8 +84,8 @@ class SegmentationWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._live_timer = QTimer(self, singleShot=True, interval=400, timeout=self.preview)
-        self.viewer.camera.events.center.connect(self._schedule_live)
-        self.viewer.camera.events.zoom.connect(self._schedule_live)
+        camera(self.viewer).events.center.connect(self._schedule_live)
+        camera(self.viewer).events.zoom.connect(self._schedule_live)
         self.viewer.dims.events.current_step.connect(self._schedule_live)
         self.destroyed.connect(lambda *_: self.cancel())
         offload.warm_up()
@@ -152,7 +172,7 @@ class SegmentationWidget(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for m in list_models():
-            if m.kind in ("stardist", "cellpose"):
+            if m.kind in SEGMENTING_KINDS:
                 label = m.name + ("" if m.available else "  (downloads on first use)")
                 self.model_combo.addItem(label, m.name if m.name in CATALOGUE else m.location)
         if select and self.model_combo.findData(select) < 0:
@@ -358,7 +378,8 @@ class SegmentationWidget(QWidget):
         if result.table is not None:
             self._out_layer.features = result.table
         where = "in view" if result.placement != tuple(slice(0, s) for s in result.full_shape) else "in the image"
-        self.count_label.setText(f"{result.n_objects} objects {where} ({result.model_name})")
+        what = ("class" if result.n_objects == 1 else "classes") if result.class_map else "objects"
+        self.count_label.setText(f"{result.n_objects} {what} {where} ({result.model_name})")
         self.export_button.setEnabled(result.table is not None)
         for note in result.notes:
             show_info(note)

@@ -11,8 +11,20 @@ from pathlib import Path
 
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
-    QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..core import offload
@@ -25,7 +37,7 @@ from ..core.settings import load_settings, save_settings
 from ..core.train import AUGMENTATIONS
 from ..core.train_segmentation import SegmentationTraining, train_segmentation
 from ..workers import JobHandle, start_job
-from ._score_plot import TrainingPlot
+from ._line_plot import LinePlot, Panel
 from .annotation import AnnotationWidget
 from .segmentation import SegmentationWidget
 
@@ -113,7 +125,9 @@ class TrainingWidget(QWidget):
         self.status = QLabel("")
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        self.plot = TrainingPlot()
+        self.plot = LinePlot((Panel(("train_loss", "val_loss"), ("train loss", "validation loss"), log_y=True),
+                              Panel(("f1", "ap"), ("F1@0.5", "AP@0.5"), y_range=(0.0, 1.0), markers=True)),
+                             min_height=220)
         layout.addWidget(self.plot)
         self._on_kind()
         self.update_summary()

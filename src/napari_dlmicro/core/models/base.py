@@ -36,6 +36,7 @@ class ModelInfo:
     settings: tuple[Setting, ...] = field(default_factory=tuple)
     notes: str = ""
     also_2d: bool = False  # a 3D model that segments 2D images too (Cellpose-SAM)
+    class_map: bool = False  # output ids are classes (semantic), not object instances
 
 
 class Segmenter(ABC):
@@ -46,7 +47,9 @@ class Segmenter(ABC):
     checked and already percentile-normalised by the segmentation job over the
     whole plane or volume (so tiles and preview crops see the same scale). ``segment`` is a job generator: it yields events (a
     ``Preview`` of labels per finished tile, ``Progress``) and returns the
-    label image (int32/uint32, spatial shape of ``image``).
+    label image (int32/uint32, spatial shape of ``image``). Models with
+    ``info.class_map`` return a class map instead (0 = background, 1..K-1),
+    whose ids the job keeps as they are across tiles, planes and frames.
     """
 
     info: ModelInfo

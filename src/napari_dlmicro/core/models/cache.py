@@ -11,14 +11,14 @@ from .base import Segmenter
 from .loader import load_segmenter
 
 _LOCK = threading.Lock()
-_CACHE: "OrderedDict[tuple, Segmenter]" = OrderedDict()
+_CACHE: OrderedDict[tuple, Segmenter] = OrderedDict()
 KEEP = 2
 
 
 def _stamp(ref: str) -> float:
     p = Path(ref).expanduser()
     try:
-        return max((f.stat().st_mtime for f in ([p] + list(p.iterdir()) if p.is_dir() else [p]))) if p.exists() else 0.0
+        return max(f.stat().st_mtime for f in ([p] + list(p.iterdir()) if p.is_dir() else [p])) if p.exists() else 0.0
     except OSError:
         return 0.0
 

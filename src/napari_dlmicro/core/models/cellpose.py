@@ -30,8 +30,9 @@ and overlapping masks of neighbouring planes are joined, at the 2D cost.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,13 +42,24 @@ from ..devices import free_gpu_memory, is_out_of_memory, resolve_device
 from ..errors import UserError
 from ..events import Job, Notice, Progress, ProgressClock
 from .base import ModelInfo, Segmenter
-
 from .cellpose_tiling import (  # noqa: F401 - re-exported for callers and tests
-    CPU_BATCH, GPU_BATCH, MAX_CHANNELS, SETTINGS, TILE, TRAINED_DIAMETER, cpu_cost_estimate, network_work,
+    CPU_BATCH,
+    GPU_BATCH,
+    MAX_CHANNELS,
+    SETTINGS,
+    TILE,
+    TRAINED_DIAMETER,
+    cpu_cost_estimate,
+    network_work,
 )
 from .cellpose_weights import (  # noqa: F401
-    check_weights_file, import_cellpose, locate_weights, pretrained_location, pretrained_names,
+    check_weights_file,
+    import_cellpose,
+    locate_weights,
+    pretrained_location,
+    pretrained_names,
 )
+
 
 def _use_bfloat16(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()

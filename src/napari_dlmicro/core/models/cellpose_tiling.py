@@ -7,7 +7,7 @@ for progress and warn about CPU time before a run starts.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

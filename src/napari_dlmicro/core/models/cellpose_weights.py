@@ -13,8 +13,9 @@ import pickle
 import ssl
 import sys
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 

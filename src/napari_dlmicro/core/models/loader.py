@@ -46,5 +46,9 @@ def load_segmenter(ref: str | Path, device: torch.device | None = None) -> Segme
         from .cellpose import load_cellpose
 
         return load_cellpose(path / str(cfg.get("weights", "cellpose_weights.pt")), device)
+    if kind == "semantic":
+        from .semantic_segmenter import load_semantic_segmenter
+
+        return load_semantic_segmenter(path, device)
     raise UserError(f"'{path.name}' holds a {kind or 'unknown'} model, which cannot segment",
-                    "pick a StarDist or Cellpose model for segmentation")
+                    "pick a StarDist, Cellpose or semantic model for segmentation")

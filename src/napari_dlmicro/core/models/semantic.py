@@ -8,10 +8,9 @@ IoU over the foreground classes. The model folder holds ``config.json``
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +23,15 @@ from ..errors import Cancelled, UserError
 from ..events import Job, Metrics, Notice, ProgressClock
 from ..nets.unet import UNet, UNetConfig
 from ..tiling import pad_to_multiple
-from ..train import BestKeeper, Budget, augment_pair, avoid_triton_crash, lr_at, parse_augment, random_crop
+from ..train import (
+    BestKeeper,
+    Budget,
+    augment_pair,
+    avoid_triton_crash,
+    lr_at,
+    parse_augment,
+    random_crop,
+)
 from .folder import load_safetensors, read_config, save_model_folder
 
 

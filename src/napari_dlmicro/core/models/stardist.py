@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import offload
 from ..cancel import CancelToken
 from ..devices import autocast, free_gpu_memory, is_out_of_memory
-from .. import offload
 from ..events import Job, Notice, Preview, ProgressClock
 from ..geometry import nms_render
 from ..nets.stardist_net import StarDistNet
@@ -39,12 +39,12 @@ class Candidates:
     dist: np.ndarray  # (N, n_rays)
     threshold: float
 
-    def above(self, prob_thresh: float) -> "Candidates":
+    def above(self, prob_thresh: float) -> Candidates:
         keep = self.prob > prob_thresh
         return Candidates(self.points[keep], self.prob[keep], self.dist[keep], prob_thresh)
 
     @classmethod
-    def concat(cls, parts: list["Candidates"], ndim: int, n_rays: int, threshold: float) -> "Candidates":
+    def concat(cls, parts: list[Candidates], ndim: int, n_rays: int, threshold: float) -> Candidates:
         if not parts:
             return cls(np.zeros((0, ndim), int), np.zeros(0, np.float32), np.zeros((0, n_rays), np.float32), threshold)
         return cls(
@@ -98,7 +98,7 @@ class StarDistSegmenter(Segmenter):
         self._cache: tuple[str, Candidates] | None = None
 
     # -- device -----------------------------------------------------------
-    def to(self, device: torch.device) -> "StarDistSegmenter":
+    def to(self, device: torch.device) -> StarDistSegmenter:
         """Move the network to ``device``."""
         self.device = torch.device(device)
         self.net.to(self.device)
@@ -135,7 +135,7 @@ class StarDistSegmenter(Segmenter):
         """Outputs for ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
         try:
             return self.forward(padded[src])
-        except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM
+        except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
         free_gpu_memory(self.device)

@@ -15,7 +15,7 @@ import torch
 from ..errors import UserError
 from ..nets.stardist_net import StarDistNet, StarDistNetConfig
 from ..nets.unet import UNetConfig
-from .folder import read_config, load_safetensors, save_model_folder
+from .folder import load_safetensors, read_config, save_model_folder
 from .keras_weights import load_keras_weights
 from .stardist import StarDistSegmenter
 
@@ -78,7 +78,7 @@ def load_official(folder: Path, device: torch.device, name: str | None = None) -
     """Load an official StarDist (Keras) folder into our torch network."""
     cfg = read_config(folder)
     net = StarDistNet(net_config_from_official(cfg))
-    weights = next((folder / w for w in KERAS_WEIGHTS if (folder / w).is_file()))
+    weights = next(folder / w for w in KERAS_WEIGHTS if (folder / w).is_file())
     load_keras_weights(net, weights, prefix=cfg.get("unet_prefix", "") or "")
     thresholds = {}
     if (folder / "thresholds.json").is_file():

@@ -8,8 +8,8 @@ the GIL while it compiles) runs through :mod:`..offload`, off napari's event loo
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

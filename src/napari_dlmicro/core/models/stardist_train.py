@@ -16,9 +16,10 @@ thresholds are optimised on the validation images, and the model is saved.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,15 @@ from ..errors import UserError
 from ..events import Job, Metrics, Notice, ProgressClock
 from ..nets.stardist_net import StarDistNet, StarDistNetConfig
 from ..nets.unet import UNetConfig
-from ..train import BestKeeper, Budget, augment_pair, avoid_triton_crash, lr_at, parse_augment, random_crop
+from ..train import (
+    BestKeeper,
+    Budget,
+    augment_pair,
+    avoid_triton_crash,
+    lr_at,
+    parse_augment,
+    random_crop,
+)
 from .stardist import StarDistSegmenter
 from .stardist_thresholds import optimize_thresholds, validate
 
@@ -91,6 +100,11 @@ def stardist_loss(prob, dist, prob_t, dist_t, dist_weight: float = 0.2) -> torch
     bce = F.binary_cross_entropy(prob.clamp(1e-6, 1 - 1e-6), prob_t)
     mae = (prob_t * (dist - dist_t).abs().mean(dim=1, keepdim=True)).sum() / prob_t.sum().clamp_min(1e-6)
     return bce + dist_weight * mae
+
+
+def _rank(row: dict[str, float]) -> tuple[float, float]:
+    """How good a validation row is: F1 at IoU 0.5 first, then the (negated) validation loss."""
+    return row.get("f1", 0.0), -row.get("val_loss", row["train_loss"])
 
 
 def _with_channels(images: Sequence[np.ndarray], mask_ndim: int) -> list[np.ndarray]:
@@ -262,9 +276,11 @@ def train_stardist(
         return row
 
     try:
-        if vimages:  # the untrained network's scores: the first point of the learning curve
+        if vimages:  # the starting network's scores: the first point of the learning curve
             history.append(run_validation())
             yield Metrics(0, history[-1])
+            if init is not None:  # a continued model must not be replaced by worse weights
+                keeper.offer(_rank(history[-1]), net.state_dict(), 0)
         net.train()
         while not budget.done(step):
             token.check()
@@ -289,12 +305,12 @@ def train_stardist(
                 recent = []
                 history.append(row)
                 yield Metrics(step, row)
-                keeper.offer((row.get("f1", 0.0), -row.get("val_loss", row["train_loss"])), net.state_dict(), step)
+                keeper.offer(_rank(row), net.state_dict(), step)
         if step and (vimages or save_to is not None) and (not history or history[-1]["step"] != step):
             row = run_validation()  # the last weights, validated too
             history.append(row)
             yield Metrics(step, row)
-            keeper.offer((row.get("f1", 0.0), -row.get("val_loss", row["train_loss"])), net.state_dict(), step)
+            keeper.offer(_rank(row), net.state_dict(), step)
     except Exception as exc:
         from ..errors import Cancelled
 
@@ -319,8 +335,12 @@ def train_stardist(
             yield Metrics(step, {"f1_optimized": f1, "prob_thresh": prob, "nms_thresh": nms})
         except Exception as exc:  # noqa: BLE001 - thresholds are a refinement; keep the model
             yield Notice(f"threshold optimisation failed ({exc}); keeping the defaults", "warning")
-    keeper._dirty = save_to is not None
+    # saved unless nothing was learnt: a fresh network stopped before its first step is not a model
+    keeper._dirty = save_to is not None and (step > 0 or init is not None)
     keeper.flush(force=True)
+    if step == 0 and init is None:
+        yield Notice("stopped before the first training step: no model was saved", "warning")
+        save_to = None
     return TrainResult(model, history, best, Path(save_to) if save_to is not None else None, stopped)
 
 

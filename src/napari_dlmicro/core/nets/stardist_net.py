@@ -40,7 +40,7 @@ class StarDistNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StarDistNetConfig":
+    def from_dict(cls, d: dict) -> StarDistNetConfig:
         d = dict(d)
         d["grid"] = tuple(d["grid"])
         d["unet"] = UNetConfig.from_dict(d.get("unet", {}))
@@ -58,7 +58,7 @@ class StarDistNetConfig:
         """
         out = []
         for d in range(self.ndim):
-            at = lambda k: (tuple(k) if isinstance(k, (tuple, list)) else (int(k),) * self.ndim)[d] // 2  # noqa: E731
+            at = lambda k: (tuple(k) if isinstance(k, (tuple, list)) else (int(k),) * self.ndim)[d] // 2
             radius, scale, pooled = 0, 1, np.ones(self.ndim, int)
             if self.backbone == "resnet":
                 radius += 3 + 1  # the 7- and 3-wide convolutions before the blocks

@@ -1,0 +1,91 @@
+"""Measure how long napari's event loop stalls, and say where the GUI thread was when it did.
+
+A 10 ms ``QTimer`` heartbeat records the gaps between its ticks. A sampling
+thread records the GUI thread's innermost frames of our code (and of napari,
+vispy, Qt bindings, matplotlib) every 2 ms, so each long gap can be blamed on
+the functions it was spent in. Used by the denoising and training benchmarks.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+INTERESTING = ("napari_dlmicro", "napari", "vispy", "magicgui", "matplotlib", "superqt")
+
+
+def _where(frame) -> str:
+    """The innermost frame inside one of the interesting packages (else the innermost one)."""
+    innermost = None
+    while frame is not None:
+        name = frame.f_code.co_filename
+        label = f"{'/'.join(name.split('/')[-2:])}:{frame.f_lineno} {frame.f_code.co_name}"
+        innermost = innermost or label
+        if any(f"/{pkg}/" in name for pkg in INTERESTING):
+            return label
+        frame = frame.f_back
+    return innermost or "?"
+
+
+@dataclass
+class StallProbe:
+    """Heartbeat gaps of the Qt event loop, with samples of where the GUI thread was."""
+
+    interval_ms: int = 10
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # (end time, gap in ms minus the interval)
+    _samples: list[tuple[float, str]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the heartbeat and the sampler (call on the GUI thread)."""
+        from qtpy.QtCore import QTimer
+
+        self._gui = threading.get_ident()
+        self._last = time.perf_counter()
+        self._timer = QTimer()
+        self._timer.setInterval(self.interval_ms)
+        self._timer.timeout.connect(self._beat)
+        self._timer.start()
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def reset(self) -> None:
+        """Forget the gaps so far (e.g. after a button's own synchronous work)."""
+        self.gaps.clear()
+        self._samples.clear()
+        self._last = time.perf_counter()
+
+    def stop(self) -> None:
+        """Stop the heartbeat and the sampler."""
+        self._timer.stop()
+        self._running = False
+        self._thread.join(timeout=1)
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append((now, (now - self._last) * 1000 - self.interval_ms))
+        self._last = now
+
+    def _sample(self) -> None:
+        while self._running:
+            frame = sys._current_frames().get(self._gui)
+            if frame is not None:
+                self._samples.append((time.perf_counter(), _where(frame)))
+            time.sleep(0.002)
+
+    @property
+    def max_ms(self) -> float:
+        """The longest stall so far (0 if none)."""
+        return max((g for _, g in self.gaps), default=0.0)
+
+    def worst(self, n: int = 4, t0: float = 0.0) -> list[str]:
+        """The ``n`` longest stalls, each with when it ended and where the GUI thread mostly was."""
+        out = []
+        for end, gap in sorted(self.gaps, key=lambda g: -g[1])[:n]:
+            begin = end - (gap + self.interval_ms) / 1000
+            spots = Counter(w for t, w in self._samples if begin <= t <= end).most_common(2)
+            where = "; ".join(f"{w} ({c})" for w, c in spots) or "no sample"
+            out.append(f"{gap:.0f} ms at {end - t0:.1f} s: {where}")
+        return out
