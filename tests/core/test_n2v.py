@@ -175,16 +175,19 @@ def test_out_of_memory_is_a_clear_error(crop, monkeypatch):
         run_to_end(train_restoration([crop[0]], None, TrainSettings(epochs=1, **FAST)))
 
 
-def test_thread_tuner_keeps_the_faster_count():
-    import time
+def test_thread_tuner_keeps_the_faster_count(monkeypatch):
+    from types import SimpleNamespace
 
+    from napari_dlmicro.core import cpu_tuning
     from napari_dlmicro.core.cpu_tuning import ThreadTuner
 
+    now = [0.0]  # a simulated clock: each step takes what we say it takes
+    monkeypatch.setattr(cpu_tuning, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     before = torch.get_num_threads()
     tuner = ThreadTuner(candidates=(2, 1), trial_steps=3, recheck_s=60)
     for _ in range(6):
         tuner.before_step()
-        time.sleep(0.03 if tuner.current == 2 else 0.001)  # pretend two threads are slower here
+        now[0] += 0.03 if tuner.current == 2 else 0.001  # pretend two threads are slower here
         tuner.after_step()
     assert tuner.best == 1 and tuner.current == 1
     torch.set_num_threads(before)

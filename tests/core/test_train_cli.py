@@ -39,3 +39,20 @@ def test_cli_bad_input_exits_with_a_reason(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
     rc = main(["evaluate", str(tmp_path / "gt" / "a.tif"), str(tmp_path / "img" / "a.tif"), "--iou", "2"])
     assert rc == 2 and "between 0 and 1" in capsys.readouterr().err
+
+
+def test_train_semantic_then_segment_with_it(nuclei, tmp_path, capsys):
+    img, gt = nuclei
+    (tmp_path / "img").mkdir()
+    (tmp_path / "cls").mkdir()
+    for k in range(2):
+        tifffile.imwrite(tmp_path / "img" / f"n{k}.tif", img[k * 128:(k + 1) * 128, :128])
+        tifffile.imwrite(tmp_path / "cls" / f"n{k}.tif", (gt[k * 128:(k + 1) * 128, :128] > 0).astype(np.uint8))
+    out = tmp_path / "sem"
+    rc = main(["train", "semantic", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "cls"),
+               "-o", str(out), "--epochs", "1", "--patch", "64", "--val-fraction", "0.5", "--device", "cpu"])
+    assert rc == 0 and json.loads((out / "config.json").read_text())["kind"] == "semantic"
+    assert "saved semantic model" in capsys.readouterr().out
+    rc = main(["segment", str(tmp_path / "img" / "n0.tif"), "--model", str(out), "-o", str(tmp_path / "seg")])
+    labels = tifffile.imread(tmp_path / "seg" / "n0_labels.tif")
+    assert rc == 0 and labels.shape == (128, 128) and set(np.unique(labels)) <= {0, 1}

@@ -1,8 +1,7 @@
 """StarDist training: it learns, checkpoints survive a cancel, the time budget holds, bad input is refused."""
-import time
-
 import numpy as np
 import pytest
+import torch
 
 from napari_dlmicro.core.cancel import CancelToken
 from napari_dlmicro.core.datasets import Pair
@@ -64,14 +63,43 @@ def test_cancel_mid_epoch_keeps_a_loadable_best_model(halves, tmp_path):
     assert load_ours(tmp_path / "m", result.model.device).info.name == "stardist"
 
 
-def test_time_budget_is_honoured(halves, tmp_path):
+def test_time_budget_is_honoured(halves, tmp_path, monkeypatch):
+    """The loop stops when its (simulated) clock says the budget is spent, then validates and saves."""
+    import itertools
+
+    from napari_dlmicro.core import train as shared
+
+    clock = itertools.count(0.0, 0.25)  # every look at the clock: a quarter of a second later
+    monkeypatch.setattr(shared.Budget, "elapsed", lambda self: next(clock))
     (x, y), (vx, vy) = halves
     s = StarDistTraining(**SMALL, minutes=0.1, optimize_thresholds=True)
-    t0 = time.perf_counter()
-    result = run_to_end(train_stardist([x], [y], [vx], [vy], s, save_to=tmp_path / "m"))
-    assert time.perf_counter() - t0 < 6 + 8
+    steps = []
+    result = run_to_end(train_stardist([x], [y], [vx], [vy], s, save_to=tmp_path / "m"),
+                        lambda e: steps.append(e.step) if isinstance(e, Metrics) else None)
+    assert 0 < max(steps) < 24  # 6 s of budget at a few clock looks per step
     assert (tmp_path / "m" / "weights.safetensors").is_file() and result.history
     assert {"prob_thresh", "nms_thresh"} <= set(result.best)
+
+
+def test_continuing_never_ends_worse_than_the_start(halves, trained_stardist, tmp_path):
+    """Continued training that only makes the model worse keeps (and saves) the model it started from."""
+    (x, y), (vx, vy) = halves
+    start = load_ours(trained_stardist, torch.device("cpu"))
+    s = StarDistTraining(**SMALL | {"lr": 5.0}, steps=10, validate_every=5, optimize_thresholds=False)
+    result = run_to_end(train_stardist([x], [y], [vx], [vy], s, init=start, save_to=tmp_path / "m"))
+    assert result.best["step"] == 0
+    saved = load_ours(tmp_path / "m", torch.device("cpu"))
+    for a, b in zip(saved.net.state_dict().values(), start.net.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_stop_before_the_first_step_saves_nothing(halves, tmp_path):
+    (x, y), (vx, vy) = halves
+    token = CancelToken()
+    token.cancel()
+    s = StarDistTraining(**SMALL, steps=50, validate_every=10)
+    result = run_to_end(train_stardist([x], [y], [vx], [vy], s, token, save_to=tmp_path / "m"))
+    assert result.stopped_early and result.folder is None and not (tmp_path / "m").exists()
 
 
 def test_bad_training_input(halves, trained_stardist, tmp_path):
@@ -105,3 +133,19 @@ def test_3d_stardist_trains_and_segments(tmp_path):
     model = load_ours(tmp_path / "m3", result.model.device)
     assert model.net.config.ndim == 3 and model.rays is not None
     assert segment(img, model, axes="ZYX", measure=False).labels.shape == lab.shape
+
+
+def test_best_checkpoint_sees_outlines_not_only_detections():
+    from napari_dlmicro.core.models.stardist_train import _rank
+
+    early = {"f1": 0.87, "f1_07": 0.36, "val_loss": 0.73, "train_loss": 0.7}  # finds nuclei, outlines poor
+    late = {"f1": 0.85, "f1_07": 0.80, "val_loss": 0.57, "train_loss": 0.4}
+    assert _rank(late) > _rank(early)
+
+
+def test_threshold_choice_ignores_one_object_of_noise():
+    from napari_dlmicro.core.models.stardist_thresholds import choose
+
+    scores = {(0.5, 0.4): 0.90, (0.6, 0.3): 0.92, (0.3, 0.3): 0.80}
+    assert choose(scores, n_true=20) == (0.5, 0.4)  # 0.02 better is less than one object in 20
+    assert choose(scores, n_true=200) == (0.6, 0.3)  # with 200 objects it is a real difference

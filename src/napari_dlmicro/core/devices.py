@@ -60,6 +60,21 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 is faster, not slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def training_autocast(device: torch.device, cpu_bf16: bool = False):
+    """bf16 autocast for training steps: on CUDA where supported, on a CPU only when asked and native."""
+    if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return autocast(device)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for a GPU out-of-memory error from any backend."""
     if isinstance(exc, torch.cuda.OutOfMemoryError):

@@ -27,7 +27,13 @@ import torch
 
 from .cancel import NEVER, CancelToken
 from .cpu_tuning import ThreadTuner
-from .devices import free_gpu_memory, is_out_of_memory, resolve_device, set_cpu_threads
+from .devices import (
+    free_gpu_memory,
+    is_out_of_memory,
+    resolve_device,
+    set_cpu_threads,
+    training_autocast,
+)
 from .errors import UserError
 from .events import Job, Metrics, Notice, Preview, ProgressClock
 from .models import care, n2v
@@ -49,6 +55,7 @@ from .restoration_data import (
     to_samples,
 )
 from .tiling import pad_to_multiple
+from .train import WeightAverage
 from .train import lr_at as cosine_lr
 
 
@@ -73,9 +80,13 @@ class TrainSettings:
     learning_rate: float = 5e-4  # measured: 2e-3 swings and ends about 0.9 dB lower in 2 minutes
     augment: bool = True
     strategy: str = "n2v2"  # N2V pixel replacement: "n2v" (random neighbour) or "n2v2" (median)
-    mask_fraction: float = 0.02
-    depth: int = 2
-    filters: int = 32
+    # Measured on the noisy nuclei sample, 3 minutes on 2 CPU cores: a 16-filter U-Net of depth 3 runs 2.2x
+    # more patches per second than 32 filters at depth 2 and ends 0.5 dB higher; masking more pixels gives
+    # each step more to learn from: 2 % 30.8-30.9 dB, 5 % 31.3-31.4 dB (four runs), 10 % 31.1-31.6 dB (three
+    # runs: no better on average, and less steady).
+    mask_fraction: float = 0.05
+    depth: int | None = None  # None: 3 for 2D; 2 for 3D, where every level also halves Z
+    filters: int = 16
     device: str = "auto"
     seed: int = 0
     preview_every_s: float = 3.0
@@ -87,6 +98,9 @@ class TrainSettings:
     ema: float = 0.0
     keep: str = "best"  # "best" (lowest validation loss) or "last" weights
     max_threads: int | None = None  # CPU threads at most (a GUI leaves a core to its event loop)
+    # bf16 autocast on CPUs with native bf16 (CUDA uses it wherever supported). Off by default: measured on
+    # the noisy sample, 1.55x the patches/s but 0.2 dB lower after 3 minutes
+    cpu_bf16: bool = False
 
     def budget(self) -> tuple[str, float]:
         """``('time', seconds)`` or ``('steps', n)``."""
@@ -155,7 +169,7 @@ def _prepare(images, targets, s: TrainSettings):
         samples = [normalise(x, lo, hi) for x in samples]
     extra = {"normalization": norm, "channels": s.channels, "input_axes": layout.axes,
              "description": f"{'Noise2Void' if s.kind == 'n2v' else 'CARE'} {layout.spatial}, trained with napari-dlmicro"}
-    model = build_model(s.kind, ndim, n_ch, s.depth, s.filters, extra,
+    model = build_model(s.kind, ndim, n_ch, s.depth or (3 if ndim == 2 else 2), s.filters, extra,
                         n2v2=s.kind == "n2v" and s.strategy == "n2v2" and s.n2v2_net)
     patch = fit_patch((s.patch,) * ndim, [x.shape[1:] for x in samples], model.div_by)
     return samples, tsamples, model, patch, notices
@@ -200,7 +214,7 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
     fmt = torch.channels_last if len(patch) == 2 else torch.contiguous_format
     net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=s.learning_rate)
-    ema = _Ema(net, s.ema) if s.ema > 0 else None
+    ema = WeightAverage(net, s.ema) if s.ema > 0 else None
     evalnet = ema.net if ema is not None else net  # validated, previewed and checkpointed
     model.config.update(patch=list(patch), training={k: v for k, v in vars(s).items() if k not in ("device",)})
     model.config["training"]["device"] = str(device)
@@ -237,11 +251,13 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
             x = torch.from_numpy(xb).to(device)
             if s.kind == "n2v":
                 inp, mask = n2v.n2v_batch(x, s.mask_fraction, s.strategy, generator=gen)
-                out = net(inp.contiguous(memory_format=fmt))
-                loss = n2v.masked_loss(out, x, mask)
+                with training_autocast(device, s.cpu_bf16):
+                    out = net(inp.contiguous(memory_format=fmt))
+                loss = n2v.masked_loss(out.float(), x, mask)
             else:
-                out = net(x.contiguous(memory_format=fmt))
-                loss = care.care_loss(out, torch.from_numpy(yb).to(device))
+                with training_autocast(device, s.cpu_bf16):
+                    out = net(x.contiguous(memory_format=fmt))
+                loss = care.care_loss(out.float(), torch.from_numpy(yb).to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -297,26 +313,6 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
         save_restoration(model, folder)
     yield clock.tick(int(budget), "done")
     return TrainResult(model, history, best, folder, stopped)
-
-
-class _Ema:
-    """An exponential moving average of a network's weights (a smoother model for short runs)."""
-
-    def __init__(self, net: torch.nn.Module, decay: float) -> None:
-        import copy
-
-        self.net = copy.deepcopy(net)
-        self.decay = float(decay)
-        self._src = [p for p in net.parameters()]
-        self._dst = [p for p in self.net.parameters()]
-        for p in self._dst:
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        """Move the average towards the live weights (faster at the start)."""
-        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(self._dst, self._src, weight)
 
 
 def _checkpoint(model: RestorationModel, state: dict, history: dict, best: float, folder: Path) -> None:

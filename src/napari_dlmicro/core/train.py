@@ -212,3 +212,23 @@ def avoid_triton_crash() -> None:
 def copy_state(net) -> dict:
     """A detached copy of a network's weights."""
     return copy.deepcopy({k: v.detach() for k, v in net.state_dict().items()})
+
+
+class WeightAverage:
+    """An exponential moving average of a network's weights (a smoother model for short runs)."""
+
+    def __init__(self, net, decay: float) -> None:
+        self.net = copy.deepcopy(net)
+        self.decay = float(decay)
+        self._src = [p for p in net.parameters()]
+        self._dst = [p for p in self.net.parameters()]
+        for p in self._dst:
+            p.requires_grad_(False)
+
+    def update(self, step: int) -> None:
+        """Move the average towards the live weights (faster at the start)."""
+        import torch
+
+        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._dst, self._src, weight)

@@ -115,7 +115,7 @@ def train_semantic(train: Sequence, val: Sequence, spec, token: CancelToken) -> 
     if any(min(m.shape[d] for m in y) < spec.patch for d in range(ndim)):
         raise UserError(f"patch size {spec.patch} is larger than the smallest training image", "choose a smaller patch")
     device = resolve_device(spec.device)
-    set_cpu_threads()
+    set_cpu_threads(spec.extra.get("threads"))  # the dock leaves a core to napari
     torch.manual_seed(spec.seed)
     net = SemanticNet(unet, n_classes).to(device)
     model = SemanticModel(net, spec.name or "semantic")
@@ -167,6 +167,8 @@ def train_semantic(train: Sequence, val: Sequence, spec, token: CancelToken) -> 
     keeper._dirty = spec.out is not None
     keeper.flush(force=True)
     best = next((r for r in history if r["step"] == keeper.step), {})
+    if spec.extra.get("threads"):
+        set_cpu_threads()
     return SemanticTrainResult(model, Path(spec.out) if spec.out else None, history, dict(best))
 
 

@@ -51,7 +51,9 @@ class StarDistTraining:
     n_rays: int = 32
     grid: int = 2
     depth: int = 3
-    filters: int = 32
+    # Measured on half the nuclei sample, 5 minutes on 2 CPU cores: 16 base filters train 2x more steps than
+    # 32 and generalise better (held-out F1@0.5 0.93-0.955 over the last checkpoints, vs 0.90-0.95)
+    filters: int = 16
     patch: int = 128
     patch_z: int = 32
     batch: int = 4
@@ -64,6 +66,7 @@ class StarDistTraining:
     augment: tuple[str, ...] = ("flips", "rot90", "intensity")
     optimize_thresholds: bool = True
     seed: int = 0
+    threads: int | None = None  # CPU threads at most (None: every core; a GUI leaves one to its event loop)
 
 
 @dataclass
@@ -103,8 +106,12 @@ def stardist_loss(prob, dist, prob_t, dist_t, dist_weight: float = 0.2) -> torch
 
 
 def _rank(row: dict[str, float]) -> tuple[float, float]:
-    """How good a validation row is: F1 at IoU 0.5 first, then the (negated) validation loss."""
-    return row.get("f1", 0.0), -row.get("val_loss", row["train_loss"])
+    """How good a validation row is: mean F1 at IoU 0.5 and 0.7, then the (negated) validation loss.
+
+    F1 at 0.5 alone, on the few objects of a validation split, can prefer an
+    early network that finds the nuclei but outlines them badly; 0.7 sees the outlines.
+    """
+    return (row.get("f1", 0.0) + row.get("f1_07", 0.0)) / 2, -row.get("val_loss", row["train_loss"])
 
 
 def _with_channels(images: Sequence[np.ndarray], mask_ndim: int) -> list[np.ndarray]:
@@ -228,7 +235,7 @@ def train_stardist(
     cfg = net.config
     patch = _patch_shape(s, ndim, cfg.div_by, [m.shape for m in masks])
     kinds = parse_augment(s.augment)
-    set_cpu_threads()
+    set_cpu_threads(s.threads)
     channels_last = ndim == 2 and device.type == "cpu"
     net = net.to(device)
     if channels_last:
@@ -335,6 +342,8 @@ def train_stardist(
             yield Metrics(step, {"f1_optimized": f1, "prob_thresh": prob, "nms_thresh": nms})
         except Exception as exc:  # noqa: BLE001 - thresholds are a refinement; keep the model
             yield Notice(f"threshold optimisation failed ({exc}); keeping the defaults", "warning")
+    if s.threads:
+        set_cpu_threads()  # back to every core for whatever runs next in this process
     # saved unless nothing was learnt: a fresh network stopped before its first step is not a model
     keeper._dirty = save_to is not None and (step > 0 or init is not None)
     keeper.flush(force=True)
