@@ -10,6 +10,7 @@ longest gap of a 10 ms QTimer heartbeat. Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -109,7 +110,7 @@ def gui_stall(minutes: float) -> dict[str, float | str]:
         loop.exec()
         poll.stop()
 
-    probe = StallProbe()
+    probe = StallProbe(sample=os.environ.get("DLMICRO_STALL_SAMPLE") == "1")
     probe.start()
     phases: dict[str, float | str] = {}
     for phase, button in (("train", dock.train_btn), ("apply", dock.apply_btn)):

@@ -3,7 +3,9 @@
 A 10 ms ``QTimer`` heartbeat records the gaps between its ticks. A sampling
 thread records the GUI thread's innermost frames of our code (and of napari,
 vispy, Qt bindings, matplotlib) every 2 ms, so each long gap can be blamed on
-the functions it was spent in. Used by the denoising and training benchmarks.
+the functions it was spent in (``sample=True``; off by default, because
+walking another thread's frames can crash CPython 3.11). Used by the
+denoising and training benchmarks.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class StallProbe:
     """Heartbeat gaps of the Qt event loop, with samples of where the GUI thread was."""
 
     interval_ms: int = 10
+    sample: bool = False
     gaps: list[tuple[float, float]] = field(default_factory=list)  # (end time, gap in ms minus the interval)
     _samples: list[tuple[float, str]] = field(default_factory=list)
 
@@ -48,8 +51,9 @@ class StallProbe:
         self._timer.timeout.connect(self._beat)
         self._timer.start()
         self._running = True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._sample, daemon=True) if self.sample else None
+        if self._thread is not None:
+            self._thread.start()
 
     def reset(self) -> None:
         """Forget the gaps so far (e.g. after a button's own synchronous work)."""
@@ -61,7 +65,8 @@ class StallProbe:
         """Stop the heartbeat and the sampler."""
         self._timer.stop()
         self._running = False
-        self._thread.join(timeout=1)
+        if self._thread is not None:
+            self._thread.join(timeout=1)
 
     def _beat(self) -> None:
         now = time.perf_counter()
@@ -86,6 +91,6 @@ class StallProbe:
         for end, gap in sorted(self.gaps, key=lambda g: -g[1])[:n]:
             begin = end - (gap + self.interval_ms) / 1000
             spots = Counter(w for t, w in self._samples if begin <= t <= end).most_common(2)
-            where = "; ".join(f"{w} ({c})" for w, c in spots) or "no sample"
+            where = "; ".join(f"{w} ({c})" for w, c in spots) or ("no sample" if self.sample else "")
             out.append(f"{gap:.0f} ms at {end - t0:.1f} s: {where}")
         return out

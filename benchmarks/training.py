@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -84,6 +85,7 @@ def plot(history: list[dict], png: str) -> None:
     a.legend()
     b.plot(t, [r.get("f1", np.nan) for r in history], label="F1 @ IoU 0.5")
     b.plot(t, [r.get("ap", np.nan) for r in history], label="AP @ IoU 0.5")
+    b.plot(t, [r.get("f1_07", np.nan) for r in history], label="F1 @ IoU 0.7")
     b.set_xlabel("minutes")
     b.set_ylim(0, 1)
     b.legend()
@@ -112,7 +114,7 @@ def gui_stall(seconds: float) -> dict[str, float | str]:
     dock.set_folder(str(folder))
     dock.minutes.setValue(seconds / 60)
     dock.val_every.setValue(10)
-    probe = StallProbe()
+    probe = StallProbe(sample=os.environ.get("DLMICRO_STALL_SAMPLE") == "1")
     probe.start()
     t0 = time.perf_counter()
     dock.start()

@@ -15,11 +15,15 @@ from qtpy.QtWidgets import QApplication
 
 def main(model: str | None = None) -> None:
     if model is None:
+        from stardist.data import test_image_nuclei_2d
+
         from napari_dlmicro.core.events import run_to_end
         from napari_dlmicro.core.models.stardist_io import save_stardist
-        from napari_dlmicro.core.models.stardist_train import StarDistTraining, train_stardist_2d
+        from napari_dlmicro.core.models.stardist_train import (
+            StarDistTraining,
+            train_stardist_2d,
+        )
         from napari_dlmicro.core.normalize import normalize_percentile
-        from stardist.data import test_image_nuclei_2d
 
         img, gt = test_image_nuclei_2d(return_mask=True)
         half = img.shape[1] // 2

@@ -38,4 +38,4 @@ def test_stored_semantic_model_is_listed_and_segments(make_napari_viewer, qtbot)
     layer = viewer.layers["stack [classes]"]
     assert layer.data.shape == (3, 96, 80)
     assert np.unique(np.asarray(layer.data)).tolist() == [1]  # class 1 in every plane, never offset
-    assert "1 classes" in widget.count_label.text()
+    assert "1 class in" in widget.count_label.text()

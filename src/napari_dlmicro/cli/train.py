@@ -85,7 +85,7 @@ register("care", _run_restoration)
 def add_parser(subparsers) -> None:
     """Add ``train`` to the ``napari-dlmicro`` command."""
     p = subparsers.add_parser("train", help="train a model on a folder of images (pairs matched by file name)")
-    p.add_argument("kind", choices=sorted(TRAINERS) + [k for k in ("stardist", "cellpose") if k not in TRAINERS],
+    p.add_argument("kind", choices=sorted(TRAINERS) + [k for k in ("stardist", "cellpose", "semantic") if k not in TRAINERS],
                    help="what to train")
     p.add_argument("--images", required=True, help="folder (or file) of training images")
     p.add_argument("--targets", help="folder of target images for CARE, named like the inputs")

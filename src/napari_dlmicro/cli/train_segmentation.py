@@ -1,4 +1,4 @@
-"""``napari-dlmicro train stardist|cellpose --images DIR --masks DIR -o MODELDIR``.
+"""``napari-dlmicro train stardist|cellpose|semantic --images DIR --masks DIR -o MODELDIR``.
 
 Registers the segmentation kinds with the ``train`` subcommand; pairs are
 matched by file name (``a.tif`` with ``a.tif`` or ``a_masks.tif``). With
@@ -12,7 +12,7 @@ from .common import run_with_progress
 
 def add_flags(parser) -> None:
     """Flags only the segmentation kinds use."""
-    parser.add_argument("--masks", default=None, help="folder of label masks (stardist, cellpose), named like the images")
+    parser.add_argument("--masks", default=None, help="folder of label masks (stardist, cellpose) or class maps (semantic), named like the images")
     parser.add_argument("--init", default=None, help="continue training from this model (stored name, folder or catalogue name)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
     parser.add_argument("--augment", default="flips,rot90,intensity",
@@ -30,7 +30,7 @@ def _run(args) -> int:
         kind=args.kind, out=args.out, init=args.init, val_fraction=args.val_fraction,
         minutes=args.minutes, epochs=args.epochs, patch=args.patch or 128,
         batch=args.batch_size if args.batch_size != 16 else 4,
-        lr=args.lr or (1e-3 if args.kind == "stardist" else 1e-5),
+        lr=args.lr or (1e-5 if args.kind == "cellpose" else 1e-3),  # fine-tuning vs from scratch
         augment=tuple(sorted(parse_augment(args.augment))), device=args.device,
     )
     pairs = load_pairs(args.images, args.masks)
@@ -43,11 +43,11 @@ def _run(args) -> int:
 
 
 def register_all() -> None:
-    """Add ``stardist`` and ``cellpose`` to ``napari-dlmicro train``."""
+    """Add ``stardist``, ``cellpose`` and ``semantic`` to ``napari-dlmicro train``."""
     from . import train
 
-    train.register("stardist", _run)
-    train.register("cellpose", _run)
+    for kind in ("stardist", "cellpose", "semantic"):
+        train.register(kind, _run)
     if add_flags not in train.EXTRA_FLAGS:
         train.EXTRA_FLAGS.append(add_flags)
 

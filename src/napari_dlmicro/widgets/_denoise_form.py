@@ -48,6 +48,7 @@ class DenoiseSettingsForm(QWidget):
         self.pairs_btn = QPushButton("Pairs from folders…")
         self.pairs_btn.setToolTip("CARE: a folder of inputs and a folder of targets with the same file names")
         self.pairs_label = QLabel("")
+        self.pairs_label.setVisible(False)
         self.axes = QLineEdit()
         self.axes.setPlaceholderText("auto (YX, ZYX, TYX, CYX, ...)")
         self.channels = QComboBox()
@@ -96,6 +97,7 @@ class DenoiseSettingsForm(QWidget):
         """Train CARE on the files of two folders (matched by name) instead of on layers; None clears."""
         self.pair_folders = (str(inputs), str(targets)) if inputs and targets else None
         self.pairs_label.setText(f"pairs: {inputs} → {targets}" if self.pair_folders else "")
+        self.pairs_label.setVisible(self.pair_folders is not None)
 
     def values(self) -> dict[str, Any]:
         """The settings as plain values (what is remembered)."""

@@ -135,7 +135,9 @@ class LinePlot(QWidget):
 
         fm = p.fontMetrics()
         grid, axis = QPen(QColor("#e6e6e6")), QPen(QColor("#444444"))
-        yticks = log_ticks(y_lo, y_hi) if panel.log_y else nice_ticks(y_lo, y_hi)
+        yticks = log_ticks(y_lo, y_hi) if panel.log_y else []
+        if len(yticks) < 2:  # linear ticks, or a log axis spanning less than a factor of 2
+            yticks = nice_ticks(y_lo, y_hi)
         for v in yticks:
             y = to_px(x_lo, v).y()
             p.setPen(grid)

@@ -35,6 +35,7 @@ class DenoiseWidget(QWidget):
         self._t_start = 0.0
         self._folder = None
         self._preview_geometry = None
+        self._placeholder: str | None = None
         self.image, self.target, self.truth = QComboBox(), QComboBox(), QComboBox()
         self.form = DenoiseSettingsForm(self.target)
         f = self.form  # the settings most used from outside, by their short names
@@ -275,6 +276,10 @@ class DenoiseWidget(QWidget):
         model, data, axes = self.model, np.asarray(layer.data), self._axes(layer)
         truth = self._layer(self.truth)
         truth_data = np.asarray(truth.data) if truth is not None and truth is not layer else None
+        name = f"{layer.name} [denoised]"
+        self._placeholder = None if name in self.viewer.layers else name  # removed again if no result comes
+        if self._placeholder is not None:  # a re-run keeps showing the previous result until the new one
+            self._result_layer(layer, np.zeros(data.shape, np.float32), tuple(layer.contrast_limits))
         self._busy(True)
         self.job = start_job(lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v",
                                                      token=token),
@@ -285,18 +290,17 @@ class DenoiseWidget(QWidget):
     def _on_apply_finished(self, cancelled: bool) -> None:
         self._busy(False)
         self.job = None
+        placeholder, self._placeholder = self._placeholder, None
+        if placeholder is not None and placeholder in self.viewer.layers:
+            self.viewer.layers.remove(placeholder)
 
     def _show_result(self, layer, res) -> None:
         """Put the output next to its input (same scale), or update it in place on a re-run."""
-        name = f"{layer.name} [denoised]"
-        if name in self.viewer.layers:
-            result = self.viewer.layers[name]
-            result.data, result.contrast_limits = res.image, res.limits
-        else:
-            index = self.viewer.layers.index(layer) + 1
-            result = self.viewer.add_image(res.image, name=name, scale=layer.scale, translate=layer.translate,
-                                           contrast_limits=res.limits)
-            self.viewer.layers.move(self.viewer.layers.index(result), index)
+        self._result_layer(layer, res.image, res.limits)
+        self._placeholder = None
+        preview = f"{layer.name} [preview]"
+        if preview in self.viewer.layers:  # the trained model's output replaces the training snapshot
+            self.viewer.layers[preview].visible = False
         self.status.setText(f"denoised {layer.name}")
         if res.score_error:
             self.quality.setText(res.score_error)
@@ -306,6 +310,20 @@ class DenoiseWidget(QWidget):
                                  f"output: PSNR {b['psnr']:.2f} dB, SSIM {b['ssim']:.3f}")
         else:
             self.quality.setText("")
+
+    def _result_layer(self, layer, data: np.ndarray, limits) -> None:
+        """Create the output layer next to its input (at the click: adding a layer stalls the viewer
+        ~0.1 s), or update it in place."""
+        name = f"{layer.name} [denoised]"
+        if name in self.viewer.layers:
+            result = self.viewer.layers[name]
+            result.data, result.contrast_limits = data, limits
+            return
+        index = self.viewer.layers.index(layer) + 1
+        result = self.viewer.add_image(data, name=name, scale=layer.scale, translate=layer.translate,
+                                       contrast_limits=limits)
+        self.viewer.layers.move(self.viewer.layers.index(result), index)
+        self.viewer.layers.selection.active = layer
 
     def _apply_folder_dialog(self) -> None:
         src = QFileDialog.getExistingDirectory(self, "Folder of images to denoise")

@@ -30,41 +30,17 @@ from ..core.devices import DEVICE_CHOICES
 from ..core.errors import UserError
 from ..core.events import Preview, Progress, format_eta
 from ..core.measure import write_csv
-from ..core.models.folder import read_config
-from ..core.models.stardist import stardist_settings
 from ..core.models.store import CATALOGUE, list_models
 from ..core.segment import SegmentJob, SegmentResult, segment_job
 from ..core.settings import load_settings, save_settings
 from ..workers import JobHandle, start_job
 from ._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
+from ._model_choice import confirm_cpu_cost, model_kind, settings_for
 from ._settings_form import SettingsForm
 from .view_region import camera, visible_region
 
 SECTION = "segmentation"
-CPU_WARN_S = 20.0
 SEGMENTING_KINDS = ("stardist", "cellpose", "semantic")  # model kinds the dock lists
-
-
-def _model_kind(ref: str) -> str:
-    if ref in CATALOGUE:
-        return CATALOGUE[ref].kind
-    p = Path(ref)
-    if p.is_file():
-        return "cellpose"
-    try:  # our folders name their kind; official StarDist folders do not
-        return str(read_config(p).get("kind") or "stardist") if p.is_dir() else "stardist"
-    except UserError:
-        return "stardist"
-
-
-def _settings_for(kind: str):
-    if kind == "cellpose":
-        from ..core.models.cellpose import SETTINGS
-
-        return SETTINGS
-    if kind == "semantic":  # a class per pixel: no thresholds to tune
-        return ()
-    return stardist_settings()
 
 
 class SegmentationWidget(QWidget):
@@ -196,8 +172,8 @@ class SegmentationWidget(QWidget):
         ref = self.model_combo.currentData()
         if ref is None:
             return
-        kind = _model_kind(ref)
-        self.settings_form.set_settings(_settings_for(kind), self._remembered.get(f"settings:{kind}"))
+        kind = model_kind(ref)
+        self.settings_form.set_settings(settings_for(kind), self._remembered.get(f"settings:{kind}"))
 
     def _browse_model(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Model folder")
@@ -213,7 +189,7 @@ class SegmentationWidget(QWidget):
         self.device_combo.setCurrentText(r.get("device", "auto"))
 
     def _remember(self) -> None:
-        kind = _model_kind(self.model_combo.currentData() or "")
+        kind = model_kind(self.model_combo.currentData() or "")
         self._remembered.update(
             model=self.model_combo.currentData(), norm_low=self.low_spin.value(), norm_high=self.high_spin.value(),
             tile=self.tile_spin.value(), device=self.device_combo.currentText(),
@@ -276,7 +252,7 @@ class SegmentationWidget(QWidget):
             show_error(f"Segmentation: {exc}")
             return
         self._remember()
-        if not self._confirm_cost(job):
+        if not confirm_cpu_cost(self, self.device_combo.currentText(), job):
             return
         name = output_name(layer.name, str(self.model_combo.currentText()).split()[0])
         self._pending = (layer, name)
@@ -291,27 +267,6 @@ class SegmentationWidget(QWidget):
             on_event=self._on_event, on_result=self._on_result,
             on_error=lambda msg: self.status.setText(f"Error: {msg}"), on_finished=self._on_finished,
         )
-
-    def _confirm_cost(self, job: SegmentJob) -> bool:
-        if _model_kind(str(job.model)) != "cellpose" or self.device_combo.currentText() not in ("auto", "cpu"):
-            return True
-        from ..core.devices import resolve_device
-        from ..core.models.cellpose import cpu_cost_estimate
-
-        if resolve_device(job.device).type != "cpu":
-            return True
-        shape = np.asarray(job.image).shape
-        seconds = cpu_cost_estimate(shape[-2:])
-        if seconds < CPU_WARN_S:
-            return True
-        from qtpy.QtWidgets import QMessageBox
-
-        answer = QMessageBox.question(
-            self, "Cellpose-SAM on the CPU",
-            f"Cellpose-SAM has no GPU here: about {format_eta(seconds)} per {shape[-2]}x{shape[-1]} plane on this CPU.\n"
-            "StarDist takes about a second. Run Cellpose-SAM anyway?",
-        )
-        return answer == QMessageBox.StandardButton.Yes
 
     def cancel(self) -> None:
         """Stop the running job; finished tiles stay in the layer."""

@@ -6,6 +6,7 @@ lands in the store and shows up in the segmentation docks at once.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -169,6 +170,7 @@ class TrainingWidget(QWidget):
         name = self.name_edit.text().strip() or "model"
         minutes, epochs = self.minutes.value(), self.epochs.value()
         extra = {"validate_every": self.val_every.value()} if self.val_every.value() else {}
+        extra["threads"] = max(1, (os.cpu_count() or 1) - 1)  # a core for napari's event loop
         return SegmentationTraining(
             kind=self.kind_combo.currentData(), out=store_dir() / name, name=name,
             init=init if init is not None else self.init_combo.currentData(),
