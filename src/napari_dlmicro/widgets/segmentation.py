@@ -322,8 +322,10 @@ class SegmentationWidget(QWidget):
         if self._bands:
             dst, src = self._bands.pop(0)
             write_labels_region(self._out_layer, dst, self.result.labels[src].astype(self._out_layer.data.dtype))
+        if self._bands:  # the rest after the event loop had a turn
             QTimer.singleShot(0, self._apply_next_band)
             return
+        # the last band is in: summarise now, so a "finished" arriving in between finds nothing pending
         self._show_summary(self.result)
         if self._finished_pending is not None:
             cancelled, self._finished_pending = self._finished_pending, None
