@@ -2,42 +2,16 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-from ..core.errors import UserError
 from ..core.events import Event, Job, Metrics, Notice, Progress, run_to_end
-
-TIFF_SUFFIXES = (".tif", ".tiff")
+from ..core.io import image_name as stem  # noqa: F401 - the subcommands' name for it
+from ..core.io import tiff_files as expand_inputs  # noqa: F401
 
 
 def add_device_flag(parser) -> None:
     """``--device auto|cpu|cuda[:N]|mps``."""
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-
-
-def expand_inputs(paths: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their TIFF files, sorted; missing ones are an error."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise UserError(f"input '{p}' does not exist", "check the path")
-    if not out:
-        raise UserError("no input images found", "give TIFF files or folders that hold them")
-    return out
-
-
-def stem(path: Path) -> str:
-    """File name without .tif/.tiff/.ome.tif."""
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 class TerminalProgress:

@@ -7,10 +7,9 @@ module for another kind (stardist, cellpose) adds itself with
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from ..core.errors import UserError
-from .common import add_device_flag, expand_inputs, run_with_progress
+from .common import add_device_flag, run_with_progress
 
 TRAINERS: dict[str, Callable] = {}
 EXTRA_FLAGS: list[Callable] = []  # functions(parser) adding kind-specific flags
@@ -21,44 +20,13 @@ def register(kind: str, trainer: Callable) -> None:
     TRAINERS[kind] = trainer
 
 
-def _load_images(folder: str, what: str) -> tuple[list[Path], list]:
-    from ..core.io import read_image
-
-    files = expand_inputs([folder])
-    return files, [read_image(f) for f in files]
-
-
-def read_restoration_files(kind: str, images: str, targets: str | None = None, axes: str | None = None
-                           ) -> tuple[list, list | None, str, list[Path]]:
-    """Read the training images of a folder (and, for CARE, their targets, matched by file name).
-
-    Returns the input arrays, the target arrays (None for N2V), their common
-    axes and the input files.
-    """
-    from ..core.models.care import match_pairs
-
-    files, data = _load_images(images, "images")
-    target_data = None
-    if kind == "care":
-        if not targets:
-            raise UserError("CARE training needs --targets DIR", "give the folder of target images, named like the inputs")
-        tfiles, tdata = _load_images(targets, "targets")
-        pairs = match_pairs(files, tfiles)
-        by_name = {f.name: d for f, d in zip(tfiles, tdata)}
-        target_data = [by_name[t.name].data for _, t in pairs]
-    axes_set = {d.axes for d in data}
-    if axes is None and len(axes_set) > 1:
-        raise UserError(f"the images have different axes ({', '.join(sorted(axes_set))})",
-                        "train on images of one kind, or give --axes")
-    return [d.data for d in data], target_data, axes or data[0].axes.replace("S", "C"), files
-
-
 def train_restoration_files(kind: str, images: str, targets: str | None, out: str, minutes: float | None = None,
                             epochs: int | None = None, patch: int = 64, val_fraction: float = 0.1,
                             device: str = "auto", batch_size: int = 16, axes: str | None = None,
                             progress: bool = True):
     """Train N2V or CARE on TIFF files of a folder (CARE: pairs matched by name); returns the TrainResult."""
     from ..core.events import run_to_end
+    from ..core.restoration_data import read_restoration_files
     from ..core.restoration_train import TrainSettings, train_restoration
 
     data, target_data, axes, files = read_restoration_files(kind, images, targets, axes)

@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 
 from .errors import UserError
-from .io import atomic_output, read_image
+from .io import atomic_output, image_name, read_image
 
 TIFF = (".tif", ".tiff")
 CELLPOSE_SUFFIX = "_masks"
@@ -52,14 +52,6 @@ class Summary:
 
     def __str__(self) -> str:
         return f"{self.n_images} images, {self.n_objects} objects ({self.layout} layout)"
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def _tiffs(folder: Path) -> list[Path]:
@@ -140,7 +132,7 @@ def detect_layout(folder: str | Path) -> str:
         raise UserError(f"training set folder '{folder}' does not exist", "pick a folder, or add an annotation first")
     if (folder / "images").is_dir() and (folder / "masks").is_dir():
         return "ours" if (folder / "meta").is_dir() else "stardist"
-    if any(_stem(p).endswith(CELLPOSE_SUFFIX) for p in _tiffs(folder)):
+    if any(image_name(p).endswith(CELLPOSE_SUFFIX) for p in _tiffs(folder)):
         return "cellpose"
     return "empty"
 
@@ -149,11 +141,11 @@ def match_by_name(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[P
     """Pairs of image and mask files with the same name (a mask may add ``_masks``)."""
     by_stem = {}
     for m in masks:
-        s = _stem(m)
+        s = image_name(m)
         by_stem[s] = m
         if s.endswith(CELLPOSE_SUFFIX):
             by_stem.setdefault(s[: -len(CELLPOSE_SUFFIX)], m)
-    pairs = [(im, by_stem[_stem(im)]) for im in images if _stem(im) in by_stem]
+    pairs = [(im, by_stem[image_name(im)]) for im in images if image_name(im) in by_stem]
     if not pairs:
         raise UserError(f"none of the {len(images)} images has a mask of the same name",
                         "name each mask like its image (a.tif -> masks/a.tif or a_masks.tif)")
@@ -173,8 +165,8 @@ def pair_files(folder: str | Path, masks: str | Path | None = None) -> list[tupl
         return match_by_name(_tiffs(folder / "images"), _tiffs(folder / "masks"))
     if layout == "cellpose":
         files = _tiffs(folder)
-        mask_files = [p for p in files if _stem(p).endswith(CELLPOSE_SUFFIX)]
-        images = [p for p in files if not _stem(p).endswith(CELLPOSE_SUFFIX) and not _stem(p).endswith("_flows")]
+        mask_files = [p for p in files if image_name(p).endswith(CELLPOSE_SUFFIX)]
+        images = [p for p in files if not image_name(p).endswith(CELLPOSE_SUFFIX) and not image_name(p).endswith("_flows")]
         return match_by_name(images, mask_files)
     raise UserError(f"'{folder.name}' holds no training pairs",
                     "use a folder with images/ and masks/, or Cellpose-style NAME.tif + NAME_masks.tif files")
@@ -197,7 +189,7 @@ def load_pairs(folder: str | Path, masks: str | Path | None = None) -> list[Pair
         if image.shape[: mask.ndim] != mask.shape and image.shape[1:] == mask.shape:
             image = np.moveaxis(image, 0, -1)  # a channel-first file: channels last
         check_pair(image, mask, im.name)
-        out.append(Pair(_stem(im), image, mask, _read_meta(Path(folder), _stem(im)) if masks is None else {}))
+        out.append(Pair(image_name(im), image, mask, _read_meta(Path(folder), image_name(im)) if masks is None else {}))
     return out
 
 

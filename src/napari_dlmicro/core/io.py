@@ -127,6 +127,21 @@ def image_name(path: str | os.PathLike) -> str:
     return stem[:-4] if stem.lower().endswith(".ome") else stem
 
 
+def tiff_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders expanded to their TIFF files, sorted; missing ones are an error."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"input '{p}' does not exist", "check the path")
+    if not out:
+        raise UserError("no input images found", "give TIFF files or folders that hold them")
+    return out
+
+
 def read_image(path: str | os.PathLike) -> ImageData:
     """Read the first image series of a TIFF, OME-TIFF or ImageJ-TIFF file.
 

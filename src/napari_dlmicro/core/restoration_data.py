@@ -211,3 +211,31 @@ class PatchSampler:
     def _aug(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
         a = np.rot90(a, k, axes=(-2, -1))
         return a[..., ::-1] if flip else a
+
+
+def read_restoration_files(kind: str, images: str, targets: str | None = None, axes: str | None = None
+                           ) -> tuple[list, list | None, str, list]:
+    """Read the training images of a folder (and, for CARE, their targets, matched by file name).
+
+    Returns the input arrays, the target arrays (None for N2V), their common
+    axes and the input files.
+    """
+    from .io import read_image, tiff_files
+    from .models.care import match_pairs
+
+    files = tiff_files([images])
+    data = [read_image(f) for f in files]
+    target_data = None
+    if kind == "care":
+        if not targets:
+            raise UserError("CARE training needs --targets DIR", "give the folder of target images, named like the inputs")
+        tfiles = tiff_files([targets])
+        tdata = [read_image(f) for f in tfiles]
+        pairs = match_pairs(files, tfiles)
+        by_name = {f.name: d for f, d in zip(tfiles, tdata)}
+        target_data = [by_name[t.name].data for _, t in pairs]
+    axes_set = {d.axes for d in data}
+    if axes is None and len(axes_set) > 1:
+        raise UserError(f"the images have different axes ({', '.join(sorted(axes_set))})",
+                        "train on images of one kind, or give --axes")
+    return [d.data for d in data], target_data, axes or data[0].axes.replace("S", "C"), files

@@ -184,7 +184,7 @@ class DenoiseWidget(QWidget):
         """Read the pairs in the worker (not on the GUI thread), then train on them."""
         from dataclasses import replace
 
-        from ..cli.train import read_restoration_files
+        from ..core.restoration_data import read_restoration_files
         from ..core.restoration_train import train_restoration
 
         def job(token):
