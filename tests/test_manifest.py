@@ -27,3 +27,13 @@ def test_every_command_imports():
     for command in _manifest().contributions.commands:
         module, _, attr = command.python_name.partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), command.id
+
+
+def test_every_contribution_names_a_defined_command():
+    """Widgets, readers, writers and samples point at commands the manifest defines."""
+    contrib = _manifest().contributions
+    defined = {c.id for c in contrib.commands}
+    used = [w.command for w in contrib.widgets] + [r.command for r in contrib.readers]
+    used += [w.command for w in contrib.writers] + [s.command for s in contrib.sample_data]
+    assert set(used) <= defined, sorted(set(used) - defined)
+    assert {w.display_name for w in contrib.widgets} >= {"Segmentation", "Annotation", "Training"}

@@ -203,7 +203,7 @@ class TrainingWidget(QWidget):
         self._busy(True)
         self.handle = start_job(job, title=f"Train {spec.name}", on_event=self._on_event,
                                 on_result=self._on_result, on_error=lambda msg: self.status.setText(msg),
-                                on_finished=lambda *_: self._busy(False))
+                                on_finished=self._on_finished)
         return self.handle
 
     def continue_training(self) -> JobHandle | None:
@@ -217,6 +217,11 @@ class TrainingWidget(QWidget):
         if self.handle is not None and not self.handle.finished:
             self.handle.token.cancel()
             self.status.setText("stopping: validating and saving the best model…")
+
+    def _on_finished(self, cancelled: bool) -> None:
+        if self.result is not None:  # trained (or stopped and saved): the bar ends full
+            self.progress.setValue(self.progress.maximum())
+        self._busy(False)
 
     def _busy(self, busy: bool) -> None:
         self.train_button.setEnabled(not busy)
