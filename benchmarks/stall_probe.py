@@ -9,6 +9,7 @@ denoising and training benchmarks.
 """
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ class StallProbe:
     sample: bool = False
     gaps: list[tuple[float, float]] = field(default_factory=list)  # (end time, gap in ms minus the interval)
     _samples: list[tuple[float, str]] = field(default_factory=list)
+    collections: list[tuple[float, float, int]] = field(default_factory=list)  # garbage collector (start, end, gen)
 
     def start(self) -> None:
         """Start the heartbeat and the sampler (call on the GUI thread)."""
@@ -51,6 +53,7 @@ class StallProbe:
         self._timer.timeout.connect(self._beat)
         self._timer.start()
         self._running = True
+        gc.callbacks.append(self._gc)
         self._thread = threading.Thread(target=self._sample, daemon=True) if self.sample else None
         if self._thread is not None:
             self._thread.start()
@@ -59,12 +62,15 @@ class StallProbe:
         """Forget the gaps so far (e.g. after a button's own synchronous work)."""
         self.gaps.clear()
         self._samples.clear()
+        self.collections.clear()
         self._last = time.perf_counter()
 
     def stop(self) -> None:
         """Stop the heartbeat and the sampler."""
         self._timer.stop()
         self._running = False
+        if self._gc in gc.callbacks:
+            gc.callbacks.remove(self._gc)
         if self._thread is not None:
             self._thread.join(timeout=1)
 
@@ -73,12 +79,22 @@ class StallProbe:
         self.gaps.append((now, (now - self._last) * 1000 - self.interval_ms))
         self._last = now
 
+    def _gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.collections.append((self._gc_start, time.perf_counter(), info["generation"]))
+
     def _sample(self) -> None:
         while self._running:
             frame = sys._current_frames().get(self._gui)
             if frame is not None:
                 self._samples.append((time.perf_counter(), _where(frame)))
             time.sleep(0.002)
+
+    def longest_collection(self) -> tuple[float, int]:
+        """The longest garbage-collector pass (ms) and its generation."""
+        return max(((e - s) * 1000, g) for s, e, g in self.collections) if self.collections else (0.0, -1)
 
     @property
     def max_ms(self) -> float:
@@ -92,5 +108,8 @@ class StallProbe:
             begin = end - (gap + self.interval_ms) / 1000
             spots = Counter(w for t, w in self._samples if begin <= t <= end).most_common(2)
             where = "; ".join(f"{w} ({c})" for w, c in spots) or ("no sample" if self.sample else "")
+            gcs = [(e - s) * 1000 for s, e, _ in self.collections if s <= end and e >= begin]
+            if gcs:
+                where += f" garbage collection {sum(gcs):.0f} ms"
             out.append(f"{gap:.0f} ms at {end - t0:.1f} s: {where}")
         return out

@@ -127,6 +127,8 @@ def gui_stall(seconds: float) -> dict[str, float | str]:
     probe.stop()
     figures["longest stall while training, ms"] = probe.max_ms
     figures["stalls over 50 ms"] = float(sum(g > 50 for _, g in probe.gaps))
+    ms, gen = probe.longest_collection()
+    figures["longest garbage collection, ms"] = f"{ms:.0f} (generation {gen})"
     for i, line in enumerate(probe.worst(3, t0)):
         figures[f"stall {i + 1}"] = line
     viewer.close()

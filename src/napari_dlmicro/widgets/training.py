@@ -264,10 +264,19 @@ def _warm_up() -> None:
     """Do once, on the GUI thread at dock creation, the slow first-time work of a training job.
 
     The first optimiser imports ``torch._dynamo`` (seconds, holding the
-    import lock) and the first validation starts the geometry helper process;
-    done here, neither stalls napari while training runs.
+    import lock), the first validation starts the geometry helper process, and
+    the first checkpoint imports the model writers; an import of a compiled
+    module holds the GIL for tens of milliseconds. Done here, none of it
+    stalls napari while training runs.
     """
+    import importlib
+
     import torch
+
+    for module in ("safetensors.torch", "skimage.segmentation", "skimage.util",
+                   "napari_dlmicro.core.models.stardist_train",
+                   "napari_dlmicro.core.models.stardist_io", "napari_dlmicro.core.train_segmentation"):
+        importlib.import_module(module)
 
     from ..core.train import avoid_triton_crash
 

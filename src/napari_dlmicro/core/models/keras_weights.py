@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from torch import nn
@@ -50,6 +49,8 @@ def _torch_convs(net: StarDistNet, prefix: str = "") -> tuple[dict[str, nn.Modul
 
 def _read_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     try:
+        import h5py  # here, not at the top: importing h5py holds the GIL for ~60 ms
+
         f = h5py.File(path, "r")
     except OSError as exc:
         raise UserError(f"{path.name} is not a readable HDF5 weights file ({exc})", "re-download or re-export the model") from None

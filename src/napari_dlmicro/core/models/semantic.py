@@ -134,7 +134,7 @@ def train_semantic(train: Sequence, val: Sequence, spec, token: CancelToken) -> 
 
     keeper = BestKeeper(save)
     clock = ProgressClock(budget.total_steps(0), "training")
-    step, stopped = 0, False
+    step = 0
     try:
         while not budget.done(step):
             token.check()
@@ -160,7 +160,6 @@ def train_semantic(train: Sequence, val: Sequence, spec, token: CancelToken) -> 
                 yield Metrics(step, row)
                 keeper.offer((row["mean_iou"], -row["val_loss"]), net.state_dict(), step)
     except Cancelled:
-        stopped = True
         yield Notice(f"training stopped at step {step}: keeping the best weights so far")
     if keeper.state is not None:
         net.load_state_dict(keeper.state)
