@@ -52,6 +52,17 @@ def test_n2v2_median_excludes_centre():
     assert n2v.apply_mask(x, mask, "n2v2")[0, 0, 4, 4] == 0.0
 
 
+def test_sealed_mask_never_replaces_from_another_masked_pixel():
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, 0, 4, 4] = 100.0  # a hot masked pixel: its noise must not reach its masked neighbour
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    mask[:, 0, 4, 4] = mask[:, 0, 4, 5] = True
+    gen = torch.Generator().manual_seed(0)
+    assert (n2v.apply_mask(x, mask, "n2v", generator=gen)[:, 0, 4, 5] == 0).all()
+    leaky = n2v.apply_mask(x, mask, "n2v", generator=gen, sealed=False)[:, 0, 4, 5]
+    assert (leaky == 100).any()  # the leak the seal closes
+
+
 def test_mask_3d():
     x = torch.randn(1, 1, 16, 16, 16)
     inp, mask = n2v.n2v_batch(x, 0.05, "n2v2")

@@ -41,6 +41,28 @@ def test_loader_gives_a_class_map_segmenter(model):
     assert model.n_classes == N_CLASSES
 
 
+def test_out_of_memory_retries_in_smaller_tiles(model, nuclei, monkeypatch):
+    import torch
+
+    from napari_dlmicro.core.events import Notice
+
+    img, _ = nuclei
+    x = normalize_percentile(img[:200, :232])[..., None]
+    whole = run_to_end(model.segment(x, {}, NEVER, None))
+    original = model.forward
+
+    def small_only(a):  # a GPU that holds tiles of up to 160 pixels
+        if max(a.shape[:-1]) > 160:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return original(a)
+
+    monkeypatch.setattr(model, "forward", small_only)
+    events = []
+    retried = run_to_end(model.segment(x, {}, NEVER, None), events.append)
+    assert any(isinstance(e, Notice) and "smaller tiles" in e.message for e in events)
+    np.testing.assert_array_equal(retried, whole)
+
+
 def test_segment_returns_classes_tile_by_tile(model, nuclei):
     img, _ = nuclei
     x = normalize_percentile(img[:200, :232])[..., None]  # sizes the network does not divide
@@ -71,8 +93,11 @@ def test_job_on_a_2d_image_finds_the_classes(model, nuclei):
     # the nuclei are mostly found as foreground, after a few training steps
     fg, truth = result.labels > 0, gt[256:, 256:] > 0
     assert np.count_nonzero(fg & truth) / np.count_nonzero(fg | truth) > 0.3
-    # measurements: each class is one "object"
-    assert list(result.table["label"]) == [1] and result.n_objects == 1
+    assert result.n_objects == 1  # classes found besides background
+    # measurements: every connected region of a class, with its class
+    table = result.table
+    assert len(table["label"]) > 1 and set(table["class"]) == {1}
+    assert table["area_px"].sum() == np.count_nonzero(result.labels)
 
 
 def test_z_stack_goes_plane_by_plane_without_offsetting_classes(model, nuclei):

@@ -165,15 +165,32 @@ def write_csv(path: str | os.PathLike, table: Mapping[str, Sequence]) -> Path:
 
 
 def measure_frames(labels: np.ndarray, intensity: np.ndarray | None, axes: str,
-                   scale: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+                   scale: dict[str, float] | None = None, class_map: bool = False) -> dict[str, np.ndarray]:
     """Measurements for labels with axes ``axes`` (T, Z, Y, X): per frame with a
-    ``frame`` column when there is a T axis, else as one 2D or 3D image."""
+    ``frame`` column when there is a T axis, else as one 2D or 3D image.
+
+    ``class_map`` (a semantic model's class ids): every connected region of one
+    class is measured as an object, with a ``class`` column.
+    """
     spatial = "".join(a for a in axes if a in "ZYX")
     sc = tuple((scale or {}).get(a, 1.0) for a in spatial) if scale else None
+    measure = measure_class_regions if class_map else measure_labels
     if "T" not in axes:
-        return measure_labels(labels, intensity, sc)
+        return measure(labels, intensity, sc)
     tables = []
     for t in range(labels.shape[0]):
-        tab = measure_labels(labels[t], None if intensity is None else intensity[t], sc)
+        tab = measure(labels[t], None if intensity is None else intensity[t], sc)
         tables.append({"frame": np.full(len(tab["label"]), t), **tab})
     return {k: np.concatenate([tb[k] for tb in tables]) for k in tables[0]}
+
+
+def measure_class_regions(classes, image=None, scale=None, unit: str = "um") -> dict[str, np.ndarray]:
+    """:func:`measure_labels` of every connected region of a class map, with its ``class``."""
+    from skimage.measure import label
+
+    classes = _check_labels(classes)
+    regions = label(classes, background=0)
+    class_of = np.zeros(int(regions.max()) + 1, np.int64)
+    class_of[regions.ravel()] = classes.ravel()
+    table = measure_labels(regions, image, scale, unit)
+    return {"label": table["label"], "class": class_of[table["label"]], **table}

@@ -208,7 +208,7 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
     table = None
     if job.measure:
         intensity = data[tuple(placement) + (0,)] if data.shape[-1] == 1 else None
-        table = offload.call(measure_frames, labels, intensity, axes_nc, job.scale)
+        table = offload.call(measure_frames, labels, intensity, axes_nc, job.scale, class_map)
     return SegmentResult(labels, axes_nc, model.info.name, placement, full_shape, table, notes, class_map)
 
 

@@ -332,7 +332,7 @@ class SegmentationWidget(QWidget):
             self._go_idle(cancelled)
 
     def _show_summary(self, result: SegmentResult) -> None:
-        if result.table is not None:
+        if result.table is not None and not result.class_map:  # a class map's rows are regions, not its ids
             self._out_layer.features = result.table
         where = "in view" if result.placement != tuple(slice(0, s) for s in result.full_shape) else "in the image"
         what = ("class" if result.n_objects == 1 else "classes") if result.class_map else "objects"

@@ -59,34 +59,37 @@ def random_mask(shape: tuple[int, ...], fraction: float, generator: torch.Genera
 
 
 def apply_mask(x: torch.Tensor, mask: torch.Tensor, strategy: str = "n2v2", radius: int = 2,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """``x`` (B, C, *spatial) with the masked pixels replaced from their neighbourhood."""
+               generator: torch.Generator | None = None, sealed: bool = True) -> torch.Tensor:
+    """``x`` (B, C, *spatial) with the masked pixels replaced from their neighbourhood.
+
+    ``sealed`` replaces from unmasked neighbours only. Otherwise a masked pixel
+    near another one can take its replacement from the other's own noisy value,
+    so each sees a trace of the noise it must not see: a leak through the blind
+    spot that grows with the masked fraction.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown N2V strategy {strategy!r}; use one of {STRATEGIES}")
-    ndim = x.ndim - 2
     where = mask.nonzero(as_tuple=False)  # (N, 2 + ndim)
     if where.numel() == 0:
         return x
     size = torch.tensor(x.shape[2:], device=x.device)
-    offs = _offsets(ndim, radius, x.device)
+    offs = _offsets(x.ndim - 2, radius, x.device)
     centre = where[:, None, 2:]
-    if strategy == "n2v":
-        pick = torch.randint(0, len(offs), (len(where),), generator=generator).to(x.device)
-        chosen = offs[pick][:, None]  # (N, 1, ndim)
-        coords = _reflect(centre + chosen, size)
-        # near an edge a mirrored neighbour can be the pixel itself: look the other way
-        same = (coords == centre).all(-1, keepdim=True)
-        coords = torch.where(same, _reflect(centre - chosen, size), coords)
-    else:
-        coords = _reflect(centre + offs[None], size)  # (N, K, ndim)
+    coords = _reflect(centre + offs[None], size)  # (N, K, ndim)
     b = where[:, 0, None].expand(-1, coords.shape[1])
     c = where[:, 1, None].expand(-1, coords.shape[1])
-    values = x[(b, c, *coords.unbind(-1))]  # (N, K)
+    index = (b, c, *coords.unbind(-1))
+    # near an edge a mirrored neighbour can be the pixel itself: never use it
+    usable = ~(coords == centre).all(-1)
+    if sealed:
+        unmasked = usable & ~mask[index]
+        usable = torch.where(unmasked.any(-1, keepdim=True), unmasked, usable)  # keep a choice in a crowd
+    values = x[index]  # (N, K)
     if strategy == "n2v":
-        replace = values[:, 0]
+        score = torch.rand(values.shape, generator=generator).to(x.device).masked_fill(~usable, -1.0)
+        replace = values.gather(1, score.argmax(1, keepdim=True))[:, 0]
     else:
-        values = values.masked_fill((coords == centre).all(-1), float("nan"))
-        replace = values.nanmedian(dim=1).values
+        replace = values.masked_fill(~usable, float("nan")).nanmedian(dim=1).values
     out = x.clone()
     out[tuple(where.t())] = replace
     return out
@@ -99,7 +102,7 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
 
 
 def n2v_batch(x: torch.Tensor, fraction: float, strategy: str, radius: int = 2,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None = None, sealed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The network input (masked ``x``) and the mask, for one training batch."""
     mask = random_mask(tuple(x.shape), fraction, generator, x.device)
-    return apply_mask(x, mask, strategy, radius, generator), mask
+    return apply_mask(x, mask, strategy, radius, generator, sealed), mask

@@ -17,13 +17,15 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken
-from ..devices import autocast
+from ..devices import autocast, free_gpu_memory, is_out_of_memory
 from ..errors import UserError
-from ..events import Job, Preview, ProgressClock
+from ..events import Job, Notice, Preview, ProgressClock
 from ..nets.unet import UNetConfig
 from ..tiling import Tile, pad_to_multiple, plan_tiles
 from .base import ModelInfo, Segmenter
 from .semantic import SemanticModel, load_semantic
+
+MIN_TILE = 64  # the smallest tile tried after the GPU runs out of memory
 
 
 def unet_receptive_radius(c: UNetConfig) -> tuple[int, ...]:
@@ -84,6 +86,27 @@ class SemanticSegmenter(Segmenter):
             logits = self.net(t)
         return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
 
+    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+        """Class map of ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
+        try:
+            return self.forward(padded[src])
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        free_gpu_memory(self.device)
+        smaller = max(tile // 2, MIN_TILE)
+        if smaller < tile:
+            yield Notice(f"GPU memory ran out: retrying with smaller tiles ({smaller} pixels)", "warning")
+            region = padded[src]
+            out = np.zeros(region.shape[:-1], np.uint8)
+            for sub in self._plan(region.shape[:-1], smaller):
+                out[sub.core] = (yield from self._forward_safe(region, sub.src, smaller))[sub.core_in_src]
+            return out
+        yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", "warning")
+        self.device = torch.device("cpu")
+        self.net.to(self.device)
+        return self.forward(padded[src])
+
     def _check(self, image: np.ndarray) -> None:
         info = self.info
         if image.ndim - 1 != info.spatial_ndim:
@@ -106,7 +129,8 @@ class SemanticSegmenter(Segmenter):
         out = np.zeros(padded.shape[:-1], np.uint8)
         for i, t in enumerate(tiles):
             token.check()
-            out[t.core] = self.forward(padded[t.src])[t.core_in_src]
+            size = max(s.stop - s.start for s in t.src) if tile is None else tile
+            out[t.core] = (yield from self._forward_safe(padded, t.src, size))[t.core_in_src]
             core = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(t.core, shape))
             if len(tiles) > 1 and all(s.stop > s.start for s in core):
                 yield Preview(out[core].copy(), core, "labels")
