@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 from ..core.events import Metrics, Preview, Progress, format_eta
 from ._denoise_form import DenoiseSettingsForm
 from ._line_plot import LinePlot, Panel
+from ._status_line import StatusLine
 
 NONE = "—"
 
@@ -43,8 +44,7 @@ class DenoiseWidget(QWidget):
         self.axes, self.channels, self.name = f.axes, f.channels, f.name
         self.train_btn, self.cancel_btn = QPushButton("Train"), QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
-        self.status = QLabel("idle")
-        self.status.setWordWrap(True)
+        self.status = StatusLine("idle")
         self.plot = LinePlot((Panel(("train_loss", "val_loss"), ("train", "validation"), log_y=True),))
         self.models = QComboBox()
         self.load_btn, self.apply_btn = QPushButton("Load model"), QPushButton("Apply to layer")

@@ -37,6 +37,7 @@ from ..workers import JobHandle, start_job
 from ._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
 from ._model_choice import confirm_cpu_cost, model_kind, settings_for
 from ._settings_form import SettingsForm
+from ._status_line import StatusLine
 from .view_region import camera, visible_region
 
 SECTION = "segmentation"
@@ -115,7 +116,7 @@ class SegmentationWidget(QWidget):
         for b in (self.preview_button, self.run_button, self.cancel_button):
             buttons.addWidget(b)
         self.progress = QProgressBar(maximum=1000)
-        self.status = QLabel("Idle", wordWrap=True)
+        self.status = StatusLine("Idle")
         self.count_label = QLabel("")
         self.export_button = QPushButton("Export CSV…", enabled=False)
         self.export_button.clicked.connect(self._export_csv)

@@ -39,6 +39,7 @@ from ..core.train import AUGMENTATIONS
 from ..core.train_segmentation import SegmentationTraining, train_segmentation
 from ..workers import JobHandle, start_job
 from ._line_plot import LinePlot, Panel
+from ._status_line import StatusLine
 from .annotation import AnnotationWidget
 from .segmentation import SegmentationWidget
 
@@ -123,7 +124,7 @@ class TrainingWidget(QWidget):
             buttons.addWidget(b)
         layout.addLayout(buttons)
         self.progress = QProgressBar()
-        self.status = QLabel("")
+        self.status = StatusLine("")
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         self.plot = LinePlot((Panel(("train_loss", "val_loss"), ("train loss", "validation loss"), log_y=True),
@@ -196,6 +197,8 @@ class TrainingWidget(QWidget):
         self.plot.clear()
         self.result = None
         self._started = time.perf_counter()
+        if spec.kind == "cellpose":
+            _preload_cellpose()  # seconds of imports: at the click, not in bursts while training
 
         def job(token):
             return (yield from train_segmentation(load_pairs(folder), spec, token))
@@ -260,6 +263,26 @@ def refresh_model_lists() -> None:
             w.refresh_models()
 
 
+def _import_quietly(module: str) -> None:
+    """Import ``module`` now if it is installed (a missing one is reported by the job itself)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass
+
+
+def _preload_cellpose() -> None:
+    from ..core.models.cellpose_weights import import_cellpose
+
+    try:
+        import_cellpose()  # guards the import against a crash between two LLVMs
+    except ImportError:
+        return
+    _import_quietly("cellpose.train")
+
+
 def _warm_up() -> None:
     """Do once, on the GUI thread at dock creation, the slow first-time work of a training job.
 
@@ -269,14 +292,12 @@ def _warm_up() -> None:
     module holds the GIL for tens of milliseconds. Done here, none of it
     stalls napari while training runs.
     """
-    import importlib
-
     import torch
 
     for module in ("safetensors.torch", "skimage.segmentation", "skimage.util",
                    "napari_dlmicro.core.models.stardist_train",
                    "napari_dlmicro.core.models.stardist_io", "napari_dlmicro.core.train_segmentation"):
-        importlib.import_module(module)
+        _import_quietly(module)
 
     from ..core.train import avoid_triton_crash
 
