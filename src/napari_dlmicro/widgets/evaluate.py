@@ -32,7 +32,7 @@ def _evaluate_job(pred: np.ndarray, gt: np.ndarray, ious: tuple[float, ...], tok
     scores = score(pred, gt, ious)
     token.check()
     return scores, error_mask(pred, gt, ious[0])
-    yield  # noqa: unreachable - makes this a generator
+    yield  # unreachable: makes this function a generator
 
 
 class EvaluateWidget(QWidget):

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from ..cancel import CancelToken
-from ..devices import autocast, free_gpu_memory, is_out_of_memory
+from ..devices import autocast
 from ..errors import UserError
-from ..events import Job, Notice, Preview, ProgressClock
+from ..events import Job, Preview, ProgressClock
 from ..nets.unet import UNetConfig
+from ..oom_retry import forward_or_shrink
 from ..tiling import Tile, pad_to_multiple, plan_tiles
 from .base import ModelInfo, Segmenter
 from .semantic import SemanticModel, load_semantic
@@ -88,24 +89,20 @@ class SemanticSegmenter(Segmenter):
 
     def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
         """Class map of ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
-        try:
-            return self.forward(padded[src])
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-        free_gpu_memory(self.device)
-        smaller = max(tile // 2, MIN_TILE)
-        if smaller < tile:
-            yield Notice(f"GPU memory ran out: retrying with smaller tiles ({smaller} pixels)", "warning")
-            region = padded[src]
-            out = np.zeros(region.shape[:-1], np.uint8)
-            for sub in self._plan(region.shape[:-1], smaller):
-                out[sub.core] = (yield from self._forward_safe(region, sub.src, smaller))[sub.core_in_src]
-            return out
-        yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", "warning")
+        return (yield from forward_or_shrink(lambda: self.forward(padded[src]),
+                                             lambda smaller: self._stitched(padded, src, smaller),
+                                             self._to_cpu, self.device, tile, MIN_TILE))
+
+    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+        region = padded[src]
+        out = np.zeros(region.shape[:-1], np.uint8)
+        for sub in self._plan(region.shape[:-1], tile):
+            out[sub.core] = (yield from self._forward_safe(region, sub.src, tile))[sub.core_in_src]
+        return out
+
+    def _to_cpu(self) -> None:
         self.device = torch.device("cpu")
         self.net.to(self.device)
-        return self.forward(padded[src])
 
     def _check(self, image: np.ndarray) -> None:
         info = self.info

@@ -19,10 +19,11 @@ import torch
 
 from .. import offload
 from ..cancel import CancelToken
-from ..devices import autocast, free_gpu_memory, is_out_of_memory
-from ..events import Job, Notice, Preview, ProgressClock
+from ..devices import autocast
+from ..events import Job, Preview, ProgressClock
 from ..geometry import nms_render
 from ..nets.stardist_net import StarDistNet
+from ..oom_retry import forward_or_shrink
 from ..tiling import Tile, pad_to_multiple, plan_tiles
 from .base import ModelInfo, Segmenter, Setting
 
@@ -133,19 +134,9 @@ class StarDistSegmenter(Segmenter):
 
     def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
         """Outputs for ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
-        try:
-            return self.forward(padded[src])
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-        free_gpu_memory(self.device)
-        smaller = max(tile // 2, MIN_TILE)
-        if smaller < tile:
-            yield Notice(f"GPU memory ran out: retrying with smaller tiles ({smaller} pixels)", "warning")
-            return (yield from self._stitched(padded, src, smaller))
-        yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", "warning")
-        self.to(torch.device("cpu"))
-        return self.forward(padded[src])
+        return (yield from forward_or_shrink(lambda: self.forward(padded[src]),
+                                             lambda smaller: self._stitched(padded, src, smaller),
+                                             lambda: self.to(torch.device("cpu")), self.device, tile, MIN_TILE))
 
     def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
         region = padded[src]
