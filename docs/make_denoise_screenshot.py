@@ -7,10 +7,10 @@ whole window (the loss plot, PSNR/SSIM, the preview and the denoised layer).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import napari
 import torch._dynamo  # noqa: F401  (before Qt starts: imported later, from a worker thread, it can crash)
+from _window_shot import save_window
 from qtpy.QtWidgets import QApplication
 
 
@@ -33,12 +33,8 @@ def main(minutes: float = 1.0) -> None:
             app.processEvents()
     viewer.layers[clean].visible = False
     viewer.layers[noisy].visible = False
-    for _ in range(20):
-        app.processEvents()
-    out = Path(__file__).with_name("denoise_screenshot.png")
-    viewer.screenshot(str(out), canvas_only=False)
-    print(f"wrote {out}: {dock.quality.text()}")
-    viewer.close()
+    quality = dock.quality.text()
+    print(f"wrote {save_window(viewer, 'denoise_screenshot.png')}: {quality}")
 
 
 if __name__ == "__main__":

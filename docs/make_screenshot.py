@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import napari
+from _window_shot import save_window
 from qtpy.QtWidgets import QApplication
 
 
@@ -41,12 +42,7 @@ def main(model: str | None = None) -> None:
     app = QApplication.instance()
     while dock.handle is not None:
         app.processEvents()
-    for _ in range(20):
-        app.processEvents()
-    out = Path(__file__).with_name("screenshot.png")
-    viewer.screenshot(str(out), canvas_only=False)
-    print(f"wrote {out}")
-    viewer.close()
+    print(f"wrote {save_window(viewer, 'screenshot.png')}")
 
 
 if __name__ == "__main__":

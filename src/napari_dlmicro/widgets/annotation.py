@@ -20,12 +20,10 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -39,6 +37,7 @@ from ..core.models.store import CATALOGUE, list_models
 from ..core.segment import SegmentJob, segment_job
 from ..core.settings import load_settings, save_settings
 from ..workers import JobHandle, start_job
+from ._folder_row import FolderRow
 
 SECTION = "annotation"
 ROI_NAME = "region of interest"
@@ -104,14 +103,10 @@ class AnnotationWidget(QWidget):
         layout.addLayout(pre)
 
         form2 = QFormLayout()
-        row = QHBoxLayout()
-        self.folder_edit = QLineEdit(remembered.get("folder", ""), toolTip="Training set folder (images/, masks/, meta/)")
-        self.folder_edit.editingFinished.connect(self.update_summary)
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.folder_edit, 1)
-        row.addWidget(browse)
-        form2.addRow("Training set", row)
+        folder_row = FolderRow(remembered.get("folder", ""), "Training set folder (images/, masks/, meta/)",
+                               "Training set folder", self.update_summary)
+        self.folder_edit = folder_row.edit
+        form2.addRow("Training set", folder_row)
         layout.addLayout(form2)
         add = QPushButton("Add to training set", toolTip="Save image and labels (cropped to the region of interest)")
         add.clicked.connect(self.add_to_training_set)
@@ -139,12 +134,6 @@ class AnnotationWidget(QWidget):
         for m in list_models():
             if m.kind in ("stardist", "cellpose"):
                 self.model_combo.addItem(m.name, m.name if m.name in CATALOGUE else m.location)
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Training set folder", self.folder_edit.text())
-        if folder:
-            self.folder_edit.setText(folder)
-            self.update_summary()
 
     # -- layers -----------------------------------------------------------------
     def image_layer(self) -> Image:

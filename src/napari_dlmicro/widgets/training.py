@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -38,6 +37,7 @@ from ..core.settings import load_settings, save_settings
 from ..core.train import AUGMENTATIONS
 from ..core.train_segmentation import SegmentationTraining, train_segmentation
 from ..workers import JobHandle, start_job
+from ._folder_row import FolderRow
 from ._line_plot import LinePlot, Panel
 from ._status_line import StatusLine
 from .annotation import AnnotationWidget
@@ -59,14 +59,10 @@ class TrainingWidget(QWidget):
         r = load_settings(SECTION)
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        row = QHBoxLayout()
-        self.folder_edit = QLineEdit(r.get("folder", ""), toolTip="Training set: images/ + masks/, or Cellpose *_masks.tif")
-        self.folder_edit.editingFinished.connect(self.update_summary)
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.folder_edit, 1)
-        row.addWidget(browse)
-        form.addRow("Training set", row)
+        folder_row = FolderRow(r.get("folder", ""), "Training set: images/ + masks/, or Cellpose *_masks.tif",
+                               "Training set folder", self.update_summary)
+        self.folder_edit = folder_row.edit
+        form.addRow("Training set", folder_row)
         self.summary = QLabel("")
         form.addRow("", self.summary)
         self.kind_combo = QComboBox()
@@ -136,11 +132,6 @@ class TrainingWidget(QWidget):
         _warm_up()
 
     # -- settings ---------------------------------------------------------------
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Training set folder", self.folder_edit.text())
-        if folder:
-            self.set_folder(folder)
-
     def set_folder(self, folder: str) -> None:
         self.folder_edit.setText(folder)
         self.update_summary()
