@@ -185,11 +185,14 @@ def main() -> None:
     if args.checkerboard:
         checkerboards(noisy, clean, args.minutes, args.device)
         return
-    for name, value in baselines(noisy, clean).items():
+    reference = baselines(noisy, clean)
+    for name, value in reference.items():
         print(f"{name:28s} PSNR {value:6.2f} dB")
     extra = {k: v for k, v in (("learning_rate", args.lr), ("ema", args.ema)) if v is not None}
     value, rate = ours(noisy, clean, args.minutes, args.device, **extra)
     print(f"{'napari-dlmicro N2V':28s} PSNR {value:6.2f} dB  {rate:7.1f} patches/s  ({args.minutes} min)")
+    print(f"{'  over non-local means':28s} {value - reference['nl-means (best h)']:+.3f} dB, "
+          f"over the best Gaussian {value - reference['gaussian (best sigma)']:+.3f} dB")
     peer = None if args.skip_peer else careamics_n2v(noisy, clean, args.minutes)
     if peer is None:
         print("CAREamics N2V: skipped (--skip-peer, or careamics not installed)")
