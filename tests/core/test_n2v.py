@@ -202,3 +202,12 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
         tuner.after_step()
     assert tuner.best == 1 and tuner.current == 1
     torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("keep", ["auto", "best"])
+def test_a_spent_budget_ends_on_the_last_weights_unless_best_is_asked(crop, keep):
+    noisy, _ = crop
+    result = run_to_end(train_restoration([noisy], None, TrainSettings(epochs=4, keep=keep, **FAST)))
+    losses = result.history["val_loss"]
+    assert result.stopped == "budget" and len(losses) == 4
+    assert result.best_val_loss == (losses[-1] if keep == "auto" else min(losses))

@@ -41,7 +41,7 @@ def train_restoration_files(kind: str, images: str, targets: str | None, out: st
 def _run_restoration(args) -> int:
     result = train_restoration_files(args.kind, args.images, args.targets, args.out, args.minutes, args.epochs,
                                      args.patch or 64, args.val_fraction, args.device, args.batch_size, args.axes)
-    print(f"saved {args.kind} model to {result.folder} (best validation loss {result.best_val_loss:.4g}, "
+    print(f"saved {args.kind} model to {result.folder} (validation loss {result.best_val_loss:.4g}, "
           f"{result.model.config.get('steps', 0)} steps)")
     return 0
 

@@ -235,7 +235,7 @@ class DenoiseWidget(QWidget):
 
     def _on_trained(self, result) -> None:
         self.model = result.model
-        self.status.setText(f"trained: best validation loss {result.best_val_loss:.4g}; saved to {result.folder}")
+        self.status.setText(f"trained: validation loss {result.best_val_loss:.4g}; saved to {result.folder}")
 
     def _on_error(self, message: str) -> None:
         self.status.setText(message)
