@@ -15,7 +15,7 @@ import numpy as np
 
 from .cancel import NEVER, CancelToken
 from .datasets import Pair, clean_mask, load_pairs, spatial_ndim, split_validation
-from .devices import resolve_device
+from .devices import resolve_device, set_cpu_threads
 from .errors import UserError
 from .events import Job, Notice, run_to_end
 from .normalize import normalize_percentile
@@ -62,6 +62,14 @@ def normalized(image: np.ndarray, mask_ndim: int) -> np.ndarray:
 
 def train_segmentation(pairs: Sequence[Pair], spec: SegmentationTraining, token: CancelToken = NEVER) -> Job:
     """The training job for ``spec.kind`` on ``pairs``; returns the trainer's result."""
+    try:
+        return (yield from _train(pairs, spec, token))
+    finally:
+        if spec.extra.get("threads"):
+            set_cpu_threads()  # a thread limit (a GUI's) ends with the job, even one that failed
+
+
+def _train(pairs: Sequence[Pair], spec: SegmentationTraining, token: CancelToken) -> Job:
     if not pairs:
         raise UserError("the training set is empty", "add annotations to it first")
     semantic = spec.kind == "semantic"  # class maps: no hole filling or renumbering

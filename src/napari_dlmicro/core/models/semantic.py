@@ -166,8 +166,6 @@ def train_semantic(train: Sequence, val: Sequence, spec, token: CancelToken) -> 
     keeper._dirty = spec.out is not None
     keeper.flush(force=True)
     best = next((r for r in history if r["step"] == keeper.step), {})
-    if spec.extra.get("threads"):
-        set_cpu_threads()
     return SemanticTrainResult(model, Path(spec.out) if spec.out else None, history, dict(best))
 
 
