@@ -158,7 +158,7 @@ def test_2d_unet_weights_load_exactly(tmp_path, root, as_bytes):
     x = torch.rand(1, 1, 32, 48)
     for a, b in zip(_outputs(source, x), _outputs(seg.net, x)):
         assert torch.equal(a, b)
-    assert seg.default_settings() == {"prob_thresh": 0.479, "nms_thresh": 0.3}
+    assert seg.default_settings() == {"prob_thresh": 0.479, "nms_thresh": 0.3, "views": 1}
 
 
 def test_3d_resnet_weights_load_exactly(tmp_path):

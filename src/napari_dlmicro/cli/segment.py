@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--channel", type=int, default=None, help="channel to segment with a one-channel model")
     p.add_argument("--prob-thresh", type=float, default=None, help="StarDist probability threshold")
     p.add_argument("--nms-thresh", type=float, default=None, help="StarDist overlap threshold")
+    p.add_argument("--views", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
+                   help="2D StarDist: average the network over this many flips and 90° turns (slower, steadier)")
     p.add_argument("--diameter", type=float, default=None, help="Cellpose object diameter in pixels")
     p.add_argument("--flow-threshold", type=float, default=None, help="Cellpose flow error threshold")
     p.add_argument("--cellprob-threshold", type=float, default=None, help="Cellpose cell probability threshold")
@@ -34,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def _settings(args) -> dict[str, float]:
-    names = ("prob_thresh", "nms_thresh", "diameter", "flow_threshold", "cellprob_threshold")
+    names = ("prob_thresh", "nms_thresh", "views", "diameter", "flow_threshold", "cellprob_threshold")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 

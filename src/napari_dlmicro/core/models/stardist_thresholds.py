@@ -125,4 +125,4 @@ def set_thresholds(model: StarDistSegmenter, prob: float, nms: float) -> None:
     """Make ``prob``/``nms`` the model's own defaults (saved with it)."""
     from .stardist import stardist_settings
 
-    model.info.settings = stardist_settings(prob, nms)
+    model.info.settings = stardist_settings(prob, nms, model.net.config.ndim)
