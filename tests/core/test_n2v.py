@@ -75,6 +75,12 @@ def test_lr_schedule_warms_up_and_decays():
     assert lr_at(1.0, 1.0) == pytest.approx(0.02)
 
 
+def test_learning_rate_defaults_per_kind():
+    assert TrainSettings().start_lr == pytest.approx(1e-3)
+    assert TrainSettings(kind="care").start_lr == pytest.approx(5e-4)
+    assert TrainSettings(kind="care", learning_rate=2e-3).start_lr == pytest.approx(2e-3)
+
+
 def test_training_raises_psnr(crop, tmp_path):
     noisy, clean = crop
     events = []
@@ -92,6 +98,7 @@ def test_training_raises_psnr(crop, tmp_path):
     assert all(p.kind == "image" and p.data.shape == (64, 64) for p in previews)
     loaded = load_restoration(tmp_path / "m")
     assert loaded.config["history"]["val_loss"] and loaded.config["normalization"]["input"]["low"]
+    assert loaded.config["training"]["learning_rate"] == pytest.approx(FAST["learning_rate"])
     np.testing.assert_allclose(denoise(noisy, loaded), out, atol=1e-4)
 
 

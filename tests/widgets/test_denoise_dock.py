@@ -91,3 +91,4 @@ def test_settings_are_remembered(dock, make_napari_viewer):
     w.form.save()
     again = DenoiseWidget(viewer)
     assert again.epochs.value() == 7 and again.patch.value() == 32
+    assert again.form.train_settings(None, None).learning_rate is None  # left at the kind's default

@@ -23,7 +23,7 @@ def register(kind: str, trainer: Callable) -> None:
 def train_restoration_files(kind: str, images: str, targets: str | None, out: str, minutes: float | None = None,
                             epochs: int | None = None, patch: int = 64, val_fraction: float = 0.1,
                             device: str = "auto", batch_size: int = 16, axes: str | None = None,
-                            progress: bool = True):
+                            progress: bool = True, learning_rate: float | None = None):
     """Train N2V or CARE on TIFF files of a folder (CARE: pairs matched by name); returns the TrainResult."""
     from ..core.events import run_to_end
     from ..core.restoration_data import read_restoration_files
@@ -31,7 +31,8 @@ def train_restoration_files(kind: str, images: str, targets: str | None, out: st
 
     data, target_data, axes, files = read_restoration_files(kind, images, targets, axes)
     settings = TrainSettings(kind=kind, axes=axes, minutes=minutes if epochs is None else None, epochs=epochs,
-                             patch=patch, val_fraction=val_fraction, device=device, batch_size=batch_size)
+                             patch=patch, val_fraction=val_fraction, device=device, batch_size=batch_size,
+                             learning_rate=learning_rate)
     job = train_restoration(data, target_data, settings, save_to=out)
     result = run_with_progress(job, f"train {kind}") if progress else run_to_end(job)
     result.model.config.setdefault("data", {"images": [f.name for f in files]})
@@ -40,7 +41,8 @@ def train_restoration_files(kind: str, images: str, targets: str | None, out: st
 
 def _run_restoration(args) -> int:
     result = train_restoration_files(args.kind, args.images, args.targets, args.out, args.minutes, args.epochs,
-                                     args.patch or 64, args.val_fraction, args.device, args.batch_size, args.axes)
+                                     args.patch or 64, args.val_fraction, args.device, args.batch_size, args.axes,
+                                     learning_rate=args.lr)
     print(f"saved {args.kind} model to {result.folder} (validation loss {result.best_val_loss:.4g}, "
           f"{result.model.config.get('steps', 0)} steps)")
     return 0

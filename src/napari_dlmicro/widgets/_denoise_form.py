@@ -53,15 +53,20 @@ class DenoiseSettingsForm(QWidget):
         self.axes.setPlaceholderText("auto (YX, ZYX, TYX, CYX, ...)")
         self.channels = QComboBox()
         self.channels.addItems(["independent", "joint"])
-        self.minutes = dspin(0.05, 600, 3.0, 0.5)
+        from ..core.restoration_train import LEARNING_RATES, TrainSettings
+
+        d = TrainSettings()  # the dock starts from the same defaults as the CLI and the Python API
+        self.minutes = dspin(0.05, 600, d.minutes or 3.0, 0.5)
         self.epochs = spin(0, 100_000, 0, 10)
         self.epochs.setSpecialValueText("use the time budget")
         self.epochs.setToolTip("epochs of 50 steps; 0 trains for the time budget in minutes instead")
-        self.patch = spin(16, 512, 64, 16)
-        self.batch = spin(1, 256, 16, 1)
-        self.val_fraction = dspin(0.0, 0.5, 0.1, 0.05)
-        self.lr = dspin(1e-5, 1e-1, 5e-4, 1e-4, decimals=5)
-        self.lr.setToolTip("start of the schedule: a short warm-up, then a cosine decay over the budget")
+        self.patch = spin(16, 512, d.patch, 16)
+        self.batch = spin(1, 256, d.batch_size, 1)
+        self.val_fraction = dspin(0.0, 0.5, d.val_fraction, 0.05)
+        self.lr = dspin(0.0, 1e-1, 0.0, 1e-4, decimals=5)
+        self.lr.setSpecialValueText("kind's default")
+        self.lr.setToolTip("start of the schedule: a short warm-up, then a cosine decay over the budget. "
+                           + ", ".join(f"{k.upper()} {v:g}" for k, v in LEARNING_RATES.items()) + " by default")
         self.augment = QCheckBox("flips and rotations")
         self.augment.setChecked(True)
         self.n2v2 = QCheckBox("N2V2 network (against checkerboard artefacts)")
@@ -133,5 +138,5 @@ class DenoiseSettingsForm(QWidget):
         v = self.values()
         return TrainSettings(kind=v["kind"], axes=axes, channels=v["channels"], minutes=v["minutes"],
                              epochs=v["epochs"] or None, patch=v["patch"], batch_size=v["batch_size"],
-                             val_fraction=v["val_fraction"], learning_rate=v["learning_rate"], augment=v["augment"],
+                             val_fraction=v["val_fraction"], learning_rate=v["learning_rate"] or None, augment=v["augment"],
                              strategy="n2v2", n2v2_net=v["n2v2"], max_threads=max_threads)
