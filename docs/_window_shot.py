@@ -1,9 +1,14 @@
 """What both screenshot scripts do at the end: let napari draw, save the whole window, close."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from qtpy.QtWidgets import QApplication
+
+# the docks restore remembered settings: a screenshot shows the defaults, never this machine's last run
+os.environ["DLMICRO_CONFIG"] = tempfile.mkdtemp(prefix="dlmicro-shot-")
 
 
 def save_window(viewer, name: str) -> Path:
