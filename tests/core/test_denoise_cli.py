@@ -1,6 +1,8 @@
 """The ``denoise`` and ``train n2v|care`` commands, end to end on small files."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -22,8 +24,9 @@ def folders(tmp_path):
 
 def test_train_n2v_then_denoise_with_model(folders, capsys):
     assert main(["train", "n2v", "--images", str(folders / "raw"), "-o", str(folders / "m"),
-                 "--epochs", "1", "--patch", "32", "--batch-size", "2", "--device", "cpu"]) == 0
-    assert (folders / "m" / "config.json").is_file()
+                 "--epochs", "1", "--patch", "32", "--batch-size", "2", "--device", "cpu", "--lr", "2e-3"]) == 0
+    config = json.loads((folders / "m" / "config.json").read_text())
+    assert config["training"]["learning_rate"] == 2e-3
     assert main(["denoise", str(folders / "raw"), "-m", str(folders / "m"), "-o", str(folders / "out")]) == 0
     out = tifffile.imread(folders / "out" / "im0_denoised.tif")
     assert out.dtype == np.float32 and out.shape == (64, 64)
