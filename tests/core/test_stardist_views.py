@@ -85,3 +85,21 @@ def test_cli_segments_with_views(trained_stardist, right_half, tmp_path, capsys)
         main(["segment", str(tmp_path / "half.tif"), "-m", str(trained_stardist), "-o", str(tmp_path / "out"),
               "--views", "9"])
     assert "--views" in capsys.readouterr().err
+
+
+def test_a_3d_model_says_views_do_not_apply_and_runs_once():
+    from napari_dlmicro.core.cancel import NEVER
+    from napari_dlmicro.core.events import Notice, run_to_end
+    from napari_dlmicro.core.models.stardist import StarDistSegmenter
+    from napari_dlmicro.core.models.stardist_train import (
+        StarDistTraining,
+        build_network,
+    )
+
+    net, rays = build_network(StarDistTraining(depth=1, filters=8, n_rays=8), 3, 1)
+    model = StarDistSegmenter(net, name="tiny-3d", rays=rays)
+    assert "views" not in model.default_settings()
+    events = []
+    volume = np.random.default_rng(2).random((8, 32, 32, 1)).astype(np.float32)
+    run_to_end(model.candidates(volume, NEVER, None, 0.5, views=8), events.append)
+    assert any(isinstance(e, Notice) and "2D models only" in e.message for e in events)

@@ -82,8 +82,9 @@ class TrainSettings:
     patch: int = 64
     batch_size: int = 16
     val_fraction: float = 0.1
-    # None: the kind's own (LEARNING_RATES). Measured, 3 minutes on the noisy sample: N2V at 1e-3 31.62, 31.52
-    # and 31.43 dB against 31.22-31.57 dB (six runs) at 5e-4; CARE at 1e-3 0.13 dB below 5e-4 in a 1-minute pair
+    # None: the kind's own (LEARNING_RATES). Measured, 3 minutes on the noisy sample, six runs each: N2V at 1e-3
+    # 31.18-31.62 dB (mean 31.43), at 5e-4 31.22-31.57 (mean 31.38), at 1.5e-3 (three runs) mean 31.42; CARE at
+    # 1e-3 0.13 dB below 5e-4 in a 1-minute pair
     learning_rate: float | None = None
     augment: bool = True
     strategy: str = "n2v2"  # N2V pixel replacement: "n2v" (random neighbour) or "n2v2" (median)

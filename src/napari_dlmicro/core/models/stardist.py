@@ -20,7 +20,7 @@ import torch
 from .. import offload
 from ..cancel import CancelToken
 from ..devices import autocast
-from ..events import Job, Preview, ProgressClock
+from ..events import Job, Notice, Preview, ProgressClock
 from ..geometry import nms_render
 from ..nets.stardist_net import StarDistNet
 from ..oom_retry import forward_or_shrink
@@ -133,10 +133,10 @@ class StarDistSegmenter(Segmenter):
     def forward(self, x: np.ndarray, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Network outputs on the grid for one (spatial..., C) array: prob, dist (…, R).
 
-        ``views`` > 1 (2D only) averages them over flipped and turned copies (:mod:`.stardist_views`).
+        ``views`` > 1 (2D models) averages them over flipped and turned copies (:mod:`.stardist_views`).
         """
         c = self.net.config
-        if views > 1 and c.ndim == 2:
+        if views > 1:
             return averaged_forward(self._forward_once, x, views, tuple(c.grid), tuple(c.div_by), c.n_rays)
         return self._forward_once(x)
 
@@ -177,10 +177,13 @@ class StarDistSegmenter(Segmenter):
         Repeated calls on the same image reuse the network's work, so tuning
         thresholds only re-runs NMS.
         """
+        c = self.net.config
+        if views > 1 and c.ndim != 2:
+            yield Notice("test-time views apply to 2D models only: this 3D model runs once", "warning")
+            views = 1
         key = _fingerprint(image, (tile, views), self)
         if self._cache is not None and self._cache[0] == key and self._cache[1].threshold <= prob_thresh:
             return self._cache[1].above(prob_thresh)
-        c = self.net.config
         shape = image.shape[:-1]
         padded = pad_to_multiple(image, c.div_by)
         out_shape = tuple(n // g for n, g in zip(padded.shape[:-1], c.grid))
