@@ -42,7 +42,10 @@ def baseline(image: np.ndarray) -> np.ndarray:
 
 
 def train_and_score(minutes: float, out: str | None, seed: int = 0):
-    """Train on the left half (its last rows held out for validation); score on the right half."""
+    """Train on the left half (its last rows held out for validation); score on the right half.
+
+    The validation rows are the Training dock's default fraction, cut as the dock cuts a single image.
+    """
     from napari_dlmicro.core.events import Metrics, run_to_end
     from napari_dlmicro.core.metrics import score
     from napari_dlmicro.core.models.stardist_train import (
@@ -51,11 +54,12 @@ def train_and_score(minutes: float, out: str | None, seed: int = 0):
     )
     from napari_dlmicro.core.normalize import normalize_percentile
     from napari_dlmicro.core.segment import segment
+    from napari_dlmicro.core.train_segmentation import SegmentationTraining
 
     img, gt = nuclei()
     half = img.shape[1] // 2
     x = normalize_percentile(img[:, :half])
-    cut = int(img.shape[0] * 0.8)
+    cut = int(round(img.shape[0] * (1 - SegmentationTraining().val_fraction)))
     settings = StarDistTraining(minutes=minutes, seed=seed)
     t0 = time.perf_counter()
     steps = []

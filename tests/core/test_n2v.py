@@ -218,3 +218,20 @@ def test_a_spent_budget_ends_on_the_last_weights_unless_best_is_asked(crop, keep
     losses = result.history["val_loss"]
     assert result.stopped == "budget" and len(losses) == 4
     assert result.best_val_loss == (losses[-1] if keep == "auto" else min(losses))
+
+
+def test_the_last_stretch_of_a_run_trains_in_full_precision(crop, monkeypatch):
+    import contextlib
+
+    from napari_dlmicro.core import restoration_train
+
+    asked = []
+
+    def record(device, cpu_bf16=False, enabled=True):
+        asked.append((cpu_bf16, enabled))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(restoration_train, "training_autocast", record)
+    run_to_end(train_restoration([crop[0]], None, TrainSettings(epochs=2, fp32_tail=0.3, **FAST)))
+    assert len(asked) == 20 and all(bf16 for bf16, _ in asked)
+    assert [enabled for _, enabled in asked] == [True] * 14 + [False] * 6

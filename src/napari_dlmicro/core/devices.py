@@ -68,8 +68,13 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def training_autocast(device: torch.device, cpu_bf16: bool = False):
-    """bf16 autocast for training steps: on CUDA where supported, on a CPU only when asked and native."""
+def training_autocast(device: torch.device, cpu_bf16: bool = False, enabled: bool = True):
+    """bf16 autocast for training steps: on CUDA where supported, on a CPU only when asked and native.
+
+    ``enabled`` False gives full precision on every device (a run's last stretch, see restoration_train).
+    """
+    if not enabled:
+        return contextlib.nullcontext()
     if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return autocast(device)

@@ -44,6 +44,7 @@ from .annotation import AnnotationWidget
 from .segmentation import SegmentationWidget
 
 SECTION = "training"
+DEFAULTS = SegmentationTraining()  # the form's values before the user changes any
 KINDS = (("StarDist", "stardist"), ("Cellpose-SAM fine-tuning", "cellpose"), ("Semantic U-Net", "semantic"))
 
 
@@ -74,7 +75,8 @@ class TrainingWidget(QWidget):
         form.addRow("Start from", self.init_combo)
         self.name_edit = QLineEdit(r.get("name", "my-stardist"), toolTip="Name in the model store")
         form.addRow("Save as", self.name_edit)
-        self.val_fraction = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05, value=r.get("val_fraction", 0.15))
+        self.val_fraction = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05,
+                                           value=r.get("val_fraction", DEFAULTS.val_fraction))
         form.addRow("Validation fraction", self.val_fraction)
         self.minutes = QDoubleSpinBox(minimum=0.0, maximum=1440.0, decimals=1, value=r.get("minutes", 5.0),
                                       toolTip="Wall-clock budget in minutes (0: use epochs)")
@@ -84,11 +86,11 @@ class TrainingWidget(QWidget):
         budget.addWidget(QLabel("min, or epochs"))
         budget.addWidget(self.epochs)
         form.addRow("Budget", budget)
-        self.patch = QSpinBox(minimum=16, maximum=1024, singleStep=16, value=r.get("patch", 128))
+        self.patch = QSpinBox(minimum=16, maximum=1024, singleStep=16, value=r.get("patch", DEFAULTS.patch))
         form.addRow("Patch size", self.patch)
-        self.batch = QSpinBox(minimum=1, maximum=256, value=r.get("batch", 4))
+        self.batch = QSpinBox(minimum=1, maximum=256, value=r.get("batch", DEFAULTS.batch))
         form.addRow("Batch size", self.batch)
-        self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-4, value=r.get("lr", 1e-3))
+        self.lr = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-4, value=r.get("lr", DEFAULTS.lr))
         form.addRow("Learning rate", self.lr)
         self.val_every = QSpinBox(minimum=0, maximum=100000, value=0, toolTip="Steps per epoch (0: one pass over the data)")
         form.addRow("Steps per epoch", self.val_every)
@@ -96,7 +98,7 @@ class TrainingWidget(QWidget):
         self.augment = {}
         for name in AUGMENTATIONS:
             box = QCheckBox(name)
-            box.setChecked(name in r.get("augment", ["flips", "rot90", "intensity"]))
+            box.setChecked(name in r.get("augment", list(DEFAULTS.augment)))
             self.augment[name] = box
             aug.addWidget(box)
         form.addRow("Augmentation", aug)
