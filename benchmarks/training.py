@@ -146,6 +146,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--png", default=None, help="write the learning curve here")
     p.add_argument("--out", default=None, help="save the trained model here")
+    p.add_argument("--seed", type=int, default=0, help="seed of the network's start and the patch order")
     p.add_argument("--gui", action="store_true", help="measure the event-loop stall in the Training dock")
     p.add_argument("--gui-seconds", type=float, default=60.0)
     p.add_argument("--json", default=None, help="write the figures as JSON here")
@@ -161,8 +162,8 @@ def main() -> None:
     else:
         from napari_dlmicro.core.metrics import table
 
-        result, trained, viewed, base, wall, steps = train_and_score(a.minutes, a.out)
-        print(f"StarDist from scratch, {a.minutes:g} min budget: {wall:.0f} s wall, {steps} steps, "
+        result, trained, viewed, base, wall, steps = train_and_score(a.minutes, a.out, a.seed)
+        print(f"StarDist from scratch, {a.minutes:g} min budget, seed {a.seed}: {wall:.0f} s wall, {steps} steps, "
               f"{steps / max(wall, 1e-9):.2f} steps/s (incl. validation)")
         print(f"thresholds: {result.model.default_settings()}")
         print("trained StarDist on the held-out half:\n" + table(trained))

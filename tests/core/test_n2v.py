@@ -235,3 +235,16 @@ def test_the_last_stretch_of_a_run_trains_in_full_precision(crop, monkeypatch):
     run_to_end(train_restoration([crop[0]], None, TrainSettings(epochs=2, fp32_tail=0.3, **FAST)))
     assert len(asked) == 20 and all(bf16 for bf16, _ in asked)
     assert [enabled for _, enabled in asked] == [True] * 14 + [False] * 6
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(False, False, False), (True, False, True), (False, True, True)])
+def test_bf16_counts_as_native_only_with_its_instructions(monkeypatch, avx512_bf16, amx, native):
+    from napari_dlmicro.core import devices
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    devices.cpu_has_bf16.cache_clear()
+    try:
+        assert devices.cpu_has_bf16() is native
+    finally:
+        devices.cpu_has_bf16.cache_clear()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -60,11 +61,17 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 is faster, not slower."""
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), so bf16 is faster, not slower.
+
+    oneDNN's own bf16 check also says yes on plain AVX-512 CPUs, which only emulate bf16;
+    hence the instruction-set probes (private to torch, so a missing one reads as no).
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    except RuntimeError:
         return False
 
 
