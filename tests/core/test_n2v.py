@@ -99,7 +99,9 @@ def test_training_raises_psnr(crop, tmp_path):
     loaded = load_restoration(tmp_path / "m")
     assert loaded.config["history"]["val_loss"] and loaded.config["normalization"]["input"]["low"]
     assert loaded.config["training"]["learning_rate"] == pytest.approx(FAST["learning_rate"])
-    np.testing.assert_allclose(denoise(noisy, loaded), out, atol=1e-4)
+    # outputs are in the image's units (up to ~150 here): float32 rounding, which differs between the trained
+    # network's channels-last kernels and the loaded one's, is relative
+    np.testing.assert_allclose(denoise(noisy, loaded), out, rtol=1e-5, atol=1e-4)
 
 
 def test_n2v2_network_blur_pool_without_top_skip(crop, tmp_path):
@@ -114,7 +116,7 @@ def test_n2v2_network_blur_pool_without_top_skip(crop, tmp_path):
     unet = result.model.config["unet"]
     assert unet["pool_mode"] == "blur" and unet["top_skip"] is False
     loaded = load_restoration(tmp_path / "m2")
-    np.testing.assert_allclose(denoise(crop[0], loaded), denoise(crop[0], result.model), atol=1e-4)
+    np.testing.assert_allclose(denoise(crop[0], loaded), denoise(crop[0], result.model), rtol=1e-5, atol=1e-4)
 
 
 def test_cancel_keeps_a_loadable_model(crop, tmp_path):
