@@ -170,7 +170,8 @@ def main() -> None:
         print("the same, 8 test-time views (flips and 90° turns averaged):\n" + table(viewed))
         print("classical baseline (Otsu + watershed) on the held-out half:\n" + table(base))
         figures.update(minutes=a.minutes, wall_s=wall, steps=steps, steps_per_s=steps / max(wall, 1e-9),
-                       f1_05=trained[0].f1, ap_05=trained[0].ap, f1_05_views8=viewed[0].f1, baseline_f1_05=base[0].f1, baseline_ap_05=base[0].ap,
+                       f1_05=trained[0].f1, ap_05=trained[0].ap, f1_05_views8=viewed[0].f1,
+                       baseline_f1_05=base[0].f1, baseline_ap_05=base[0].ap,
                        history=result.history)
         if a.png:
             plot(result.history, a.png)

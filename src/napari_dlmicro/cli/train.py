@@ -21,7 +21,7 @@ def register(kind: str, trainer: Callable) -> None:
 
 
 def train_restoration_files(kind: str, images: str, targets: str | None, out: str, minutes: float | None = None,
-                            epochs: int | None = None, patch: int = 64, val_fraction: float = 0.1,
+                            epochs: int | None = None, patch: int = 64, val_fraction: float | None = None,
                             device: str = "auto", batch_size: int = 16, axes: str | None = None,
                             progress: bool = True, learning_rate: float | None = None):
     """Train N2V or CARE on TIFF files of a folder (CARE: pairs matched by name); returns the TrainResult."""
@@ -30,6 +30,8 @@ def train_restoration_files(kind: str, images: str, targets: str | None, out: st
     from ..core.restoration_train import TrainSettings, train_restoration
 
     data, target_data, axes, files = read_restoration_files(kind, images, targets, axes)
+    if val_fraction is None:
+        val_fraction = TrainSettings.val_fraction
     settings = TrainSettings(kind=kind, axes=axes, minutes=minutes if epochs is None else None, epochs=epochs,
                              patch=patch, val_fraction=val_fraction, device=device, batch_size=batch_size,
                              learning_rate=learning_rate)
@@ -64,7 +66,8 @@ def add_parser(subparsers) -> None:
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default 3)")
     budget.add_argument("--epochs", type=int, default=None, help="number of epochs instead of a time budget")
     p.add_argument("--patch", type=int, default=None, help="patch size in pixels")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="fraction held out for validation")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="fraction held out for validation (default: the kind's own, 0.1)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--axes", default=None, help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
     add_device_flag(p)

@@ -27,10 +27,11 @@ def _run(args) -> int:
     if args.kind == "cellpose" and args.patch is None:
         args.patch = 256
     spec = SegmentationTraining(
-        kind=args.kind, out=args.out, init=args.init, val_fraction=args.val_fraction,
+        kind=args.kind, out=args.out, init=args.init,
+        val_fraction=SegmentationTraining.val_fraction if args.val_fraction is None else args.val_fraction,
         minutes=args.minutes, epochs=args.epochs, patch=args.patch or 128,
         batch=args.batch_size if args.batch_size != 16 else 4,
-        lr=args.lr or (1e-5 if args.kind == "cellpose" else 1e-3),  # fine-tuning vs from scratch
+        lr=args.lr or (1e-5 if args.kind == "cellpose" else SegmentationTraining.lr),  # fine-tuning vs from scratch
         augment=tuple(sorted(parse_augment(args.augment))), device=args.device,
     )
     pairs = load_pairs(args.images, args.masks)

@@ -29,7 +29,7 @@ class SegmentationTraining:
     out: str | Path | None = None  # model folder (StarDist, semantic) or weights folder (Cellpose)
     name: str | None = None
     init: str | Path | None = None  # continue from a stored / pretrained model
-    # As the CLI. Measured, StarDist from scratch for 5 minutes on half the nuclei sample, seeds 1 and 2: holding
+    # Measured, StarDist from scratch for 5 minutes on half the nuclei sample, seeds 1 and 2: holding
     # out 10 % of the rows instead of 20 % raised the held-out F1@0.5 (8 test-time views) of the later checkpoints
     # from 0.928 and 0.927 on average to 0.947 and 0.937. On so few objects the model is short of data, not of
     # steps: averaging two independently trained networks did not help
