@@ -18,7 +18,16 @@ from scipy import ndimage as ndi
 
 from .errors import UserError
 
-AUGMENTATIONS = ("flips", "rot90", "intensity", "elastic")
+AUGMENTATIONS = ("flips", "rot90", "rotate", "scale", "intensity", "elastic")
+SCALE_RANGE = (0.8, 1.25)  # "scale": zoom factors (log-uniform)
+AUGMENTATION_TIPS = {
+    "flips": "Mirror patches up-down and left-right.",
+    "rot90": "Turn square patches by multiples of 90°.",
+    "rotate": "Turn patches by any angle (labels resampled by nearest neighbour).",
+    "scale": f"Zoom patches by {SCALE_RANGE[0]}-{SCALE_RANGE[1]}x: objects of varying size.",
+    "intensity": "Scale and shift the normalised intensities a little.",
+    "elastic": "Warp patches by a smooth random displacement.",
+}
 
 
 @dataclass
@@ -174,8 +183,14 @@ def _elastic(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, al
 
 
 def random_crop(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray,
-                patch: tuple[int, ...], foreground_bias: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``patch``-sized crop; with probability ``foreground_bias`` it is centred near an object pixel."""
+                patch: tuple[int, ...], foreground_bias: float = 0.5,
+                kinds: frozenset[str] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``patch``-sized crop; with probability ``foreground_bias`` it is centred near an object pixel.
+
+    With ``"rotate"`` or ``"scale"`` in ``kinds`` the YX plane of the crop is
+    turned by any angle and/or zoomed about its centre; the pixels are read
+    from the whole image (not the crop), so no corner is left empty inside it.
+    """
     shape = labels.shape
     starts = []
     fg = None
@@ -190,8 +205,32 @@ def random_crop(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray,
         else:
             s = int(rng.integers(0, hi + 1))
         starts.append(s)
+    if "rotate" in kinds or "scale" in kinds:
+        angle = rng.uniform(0, 2 * np.pi) if "rotate" in kinds else 0.0
+        zoom = float(np.exp(rng.uniform(*np.log(SCALE_RANGE)))) if "scale" in kinds else 1.0
+        return _turned_crop(image, labels, starts, patch, angle, zoom)
     sl = tuple(slice(s, s + p) for s, p in zip(starts, patch))
     return image[sl], labels[sl]
+
+
+def _turned_crop(image: np.ndarray, labels: np.ndarray, starts: list[int], patch: tuple[int, ...],
+                 angle: float, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """The crop at ``starts``, its YX plane turned by ``angle`` and read ``zoom`` source pixels per pixel.
+
+    Pixels that fall outside the image are background (0 in the normalised
+    image and the labels), as the image border is to the network.
+    """
+    grids = np.meshgrid(*[np.arange(p, dtype=np.float32) for p in patch], indexing="ij")
+    coords = [g + s for g, s in zip(grids, starts)]
+    cy, cx = (starts[-2] + (patch[-2] - 1) / 2, starts[-1] + (patch[-1] - 1) / 2)
+    u, v = grids[-2] - (patch[-2] - 1) / 2, grids[-1] - (patch[-1] - 1) / 2
+    c, s = np.cos(angle) * zoom, np.sin(angle) * zoom
+    coords[-2], coords[-1] = cy + c * u - s * v, cx + s * u + c * v
+    coords = np.stack(coords)
+    lab = ndi.map_coordinates(labels, coords, order=0, mode="constant", cval=0)
+    img = np.stack([ndi.map_coordinates(image[..., ch], coords, order=1, mode="constant", cval=0.0)
+                    for ch in range(image.shape[-1])], -1)
+    return img.astype(np.float32), lab
 
 
 def avoid_triton_crash() -> None:

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -34,7 +35,7 @@ from ..core.errors import UserError
 from ..core.events import Metrics, Progress, format_eta
 from ..core.models.store import list_models, store_dir
 from ..core.settings import load_settings, save_settings
-from ..core.train import AUGMENTATIONS
+from ..core.train import AUGMENTATION_TIPS, AUGMENTATIONS
 from ..core.train_segmentation import SegmentationTraining, train_segmentation
 from ..workers import JobHandle, start_job
 from ._folder_row import FolderRow
@@ -94,13 +95,13 @@ class TrainingWidget(QWidget):
         form.addRow("Learning rate", self.lr)
         self.val_every = QSpinBox(minimum=0, maximum=100000, value=0, toolTip="Steps per epoch (0: one pass over the data)")
         form.addRow("Steps per epoch", self.val_every)
-        aug = QHBoxLayout()
+        aug = QGridLayout()  # three a row: the dock stays narrow
         self.augment = {}
-        for name in AUGMENTATIONS:
-            box = QCheckBox(name)
+        for i, name in enumerate(AUGMENTATIONS):
+            box = QCheckBox(name, toolTip=AUGMENTATION_TIPS.get(name, ""))
             box.setChecked(name in r.get("augment", list(DEFAULTS.augment)))
             self.augment[name] = box
-            aug.addWidget(box)
+            aug.addWidget(box, i // 3, i % 3)
         form.addRow("Augmentation", aug)
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICE_CHOICES))

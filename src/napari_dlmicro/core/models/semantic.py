@@ -143,7 +143,7 @@ def train_semantic(train: Sequence, val: Sequence, spec, token: CancelToken) -> 
             xb, yb = [], []
             for _ in range(spec.batch):
                 i = int(rng.integers(len(x)))
-                im, lab = augment_pair(rng, *random_crop(rng, x[i], y[i], patch), kinds)
+                im, lab = augment_pair(rng, *random_crop(rng, x[i], y[i], patch, kinds=kinds), kinds)
                 xb.append(np.moveaxis(im, -1, 0))
                 yb.append(lab)
             loss = F.cross_entropy(net(torch.from_numpy(np.stack(xb)).to(device)), torch.from_numpy(np.stack(yb)).to(device))

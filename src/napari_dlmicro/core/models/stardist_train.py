@@ -4,8 +4,9 @@ Targets come from stardist's geometry (``star_dist``/``star_dist3D`` for the
 ray lengths, ``edt_prob`` for the object probability); the losses are
 StarDist's: binary cross-entropy on the probability plus the mean absolute
 ray error weighted by it. Random patches (biased towards objects) with
-flips, 90° rotations, intensity and optional elastic augmentation; Adam with
-warm-up and cosine decay over the budget (steps, epochs or minutes).
+flips, 90° rotations, intensity and optional turns by any angle, zooms and
+elastic augmentation; Adam with warm-up and cosine decay over the budget
+(steps, epochs or minutes).
 
 Every ``validate_every`` steps (one "epoch") the network is scored on the
 held-out images (validation loss, F1 and AP at IoU 0.5); the best weights
@@ -148,7 +149,7 @@ def _batch(rng, images, masks, patch, kinds, batch, cfg, rays, channels_last: bo
     xb, pb, db = [], [], []
     for _ in range(batch):
         i = int(rng.integers(len(images)))
-        img, lab = random_crop(rng, images[i], masks[i], patch)
+        img, lab = random_crop(rng, images[i], masks[i], patch, kinds=kinds)
         img, lab = augment_pair(rng, img, lab, kinds)
         p, d = targets(lab, cfg.n_rays, cfg.grid, rays)
         xb.append(np.moveaxis(img, -1, 0))
