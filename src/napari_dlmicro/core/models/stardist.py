@@ -3,9 +3,11 @@
 Prediction follows StarDist's own sparse scheme, so that the same weights give
 the same labels: the image is padded at its end (reflect) to a multiple of
 what the network divides by, object candidates are the grid pixels whose
-probability exceeds the threshold (two grid pixels at the image border are
-skipped), distances are kept above 1e-3, and stardist's NMS and rendering turn
-the survivors into labels. Tiling only changes *where* candidates are
+probability exceeds the threshold, distances are kept above 1e-3, and
+stardist's NMS and rendering turn the survivors into labels. StarDist skips
+two grid pixels at the image border as seeds; imported models keep that, while
+models trained here seed objects up to the border (``seed_border`` 0), where
+a thin, cut-off nucleus has all its grid pixels. Tiling only changes *where* candidates are
 computed, never which ones.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..tiling import Tile, pad_to_multiple, plan_tiles
 from .base import ModelInfo, Segmenter, Setting
 from .stardist_views import MAX_VIEWS, averaged_forward
 
-BORDER = 2  # grid pixels at the image border that never seed an object (as in StarDist)
+BORDER = 2  # grid pixels at the image border that never seed an object, in StarDist's own models
 MIN_TILE = 64
 
 
@@ -88,8 +90,10 @@ class StarDistSegmenter(Segmenter):
         rays: Any = None,
         device: torch.device | None = None,
         extra: dict | None = None,
+        seed_border: int = BORDER,
     ) -> None:
         self.net = net.eval()
+        self.seed_border = int(seed_border)
         self.rays = rays
         self.extra = extra or {}
         self.device = torch.device("cpu")
@@ -181,7 +185,7 @@ class StarDistSegmenter(Segmenter):
         if views > 1 and c.ndim != 2:
             yield Notice("test-time views apply to 2D models only: this 3D model runs once", "warning")
             views = 1
-        key = _fingerprint(image, (tile, views), self)
+        key = _fingerprint(image, (tile, views, self.seed_border), self)
         if self._cache is not None and self._cache[0] == key and self._cache[1].threshold <= prob_thresh:
             return self._cache[1].above(prob_thresh)
         shape = image.shape[:-1]
@@ -194,7 +198,7 @@ class StarDistSegmenter(Segmenter):
         for i, t in enumerate(tiles):
             token.check()
             prob, dist = yield from self._forward_safe(padded, t.src, tile or max(padded.shape[:-1]), views)
-            part = _tile_candidates(prob, dist, t, c.grid, out_shape, prob_thresh, shape)
+            part = _tile_candidates(prob, dist, t, c.grid, out_shape, prob_thresh, shape, self.seed_border)
             parts.append(part)
             if len(tiles) > 1:  # a single tile's preview would be the final result, computed twice
                 preview, next_label = self._tile_preview(part, t, shape, next_label)
@@ -236,13 +240,14 @@ def _on_grid(region: tuple[slice, ...], grid) -> tuple[slice, ...]:
     return tuple(slice(s.start // g, -(-s.stop // g)) for s, g in zip(region, grid))
 
 
-def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, shape) -> Candidates:
+def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, shape,
+                     border: int = BORDER) -> Candidates:
     own = _on_grid(t.core_in_src, grid)
     dst = _on_grid(t.core, grid)
     p, d = prob[own], np.maximum(dist[own], 1e-3)
     keep = p > prob_thresh
     border = tuple(
-        slice(BORDER if s.start == 0 else 0, (s.stop - s.start) - (BORDER if s.stop == n else 0))
+        slice(border if s.start == 0 else 0, (s.stop - s.start) - (border if s.stop == n else 0))
         for s, n in zip(dst, out_shape)
     )
     mask = np.zeros_like(keep)

@@ -17,7 +17,7 @@ from ..nets.stardist_net import StarDistNet, StarDistNetConfig
 from ..nets.unet import UNetConfig
 from .folder import load_safetensors, read_config, save_model_folder
 from .keras_weights import load_keras_weights
-from .stardist import StarDistSegmenter
+from .stardist import BORDER, StarDistSegmenter
 
 KERAS_WEIGHTS = ("weights_best.h5", "weights_last.h5")
 
@@ -114,6 +114,7 @@ def load_ours(folder: Path, device: torch.device, cfg: dict | None = None) -> St
         rays=_rays(cfg) if net.config.ndim == 3 else None,
         device=device,
         extra=cfg,
+        seed_border=int(cfg.get("seed_border", BORDER)),  # saved before it was a setting: StarDist's
     )
 
 
@@ -126,6 +127,7 @@ def save_stardist(model: StarDistSegmenter, folder: Path, **meta: Any) -> Path:
         "net": model.net.config.to_dict(),
         "thresholds": {"prob": s["prob_thresh"], "nms": s["nms_thresh"]},
         "axes": "ZYXC" if model.net.config.ndim == 3 else "YXC",
+        "seed_border": model.seed_border,
         **meta,
     }
     if model.rays is not None:

@@ -247,7 +247,11 @@ def train_stardist(
     epoch = s.validate_every or max(10, -(-sum(m.size for m in masks) // (s.batch * int(np.prod(patch)))))
     steps = s.epochs * epoch if s.epochs else (None if s.minutes else s.steps)
     budget = Budget(steps=steps, minutes=s.minutes, steps_per_epoch=epoch)
-    model = StarDistSegmenter(net, name=name, rays=rays, device=device)
+    # Objects are seeded up to the image border (StarDist skips two grid pixels there, and with them thin
+    # nuclei cut off by the border). Measured, 5 minutes on half the nuclei sample, held-out half: four saved
+    # models F1@0.5 0.911/0.920/0.946/0.945 skipping two, 0.903/0.938/0.957/0.955 skipping none; six runs
+    # trained and tuned this way averaged 0.936, against 0.929 before
+    model = StarDistSegmenter(net, name=name, rays=rays, device=device, seed_border=0)
     if init is not None:
         d = init.default_settings()
         from .stardist_thresholds import set_thresholds
