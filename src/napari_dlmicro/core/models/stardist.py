@@ -7,8 +7,8 @@ probability exceeds the threshold, distances are kept above 1e-3, and
 stardist's NMS and rendering turn the survivors into labels. StarDist skips
 two grid pixels at the image border as seeds; imported models keep that, while
 models trained here seed objects up to the border (``seed_border`` 0), where
-a thin, cut-off nucleus has all its grid pixels. Tiling only changes *where* candidates are
-computed, never which ones.
+a thin, cut-off nucleus has all its grid pixels. Tiling only changes *where*
+candidates are computed, never which ones.
 """
 from __future__ import annotations
 
@@ -246,12 +246,12 @@ def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, s
     dst = _on_grid(t.core, grid)
     p, d = prob[own], np.maximum(dist[own], 1e-3)
     keep = p > prob_thresh
-    border = tuple(
+    inner = tuple(
         slice(border if s.start == 0 else 0, (s.stop - s.start) - (border if s.stop == n else 0))
         for s, n in zip(dst, out_shape)
     )
     mask = np.zeros_like(keep)
-    mask[border] = True
+    mask[inner] = True
     keep &= mask
     idx = np.stack(np.nonzero(keep), axis=1)
     points = (idx + np.array([s.start for s in dst])) * np.asarray(grid)
