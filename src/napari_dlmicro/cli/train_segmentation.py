@@ -15,8 +15,9 @@ def add_flags(parser) -> None:
     parser.add_argument("--masks", default=None, help="folder of label masks (stardist, cellpose) or class maps (semantic), named like the images")
     parser.add_argument("--init", default=None, help="continue training from this model (stored name, folder or catalogue name)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
-    parser.add_argument("--augment", default="flips,rot90,intensity",
-                        help="comma-separated: flips, rot90, rotate (any angle), scale (zoom 0.8-1.25), intensity, elastic (or none)")
+    parser.add_argument("--augment", default=None,
+                        help="comma-separated: flips, rot90, rotate (any angle), scale (zoom 0.8-1.25), intensity, "
+                             "elastic, or none (default: flips, rot90, intensity)")
 
 
 def _run(args) -> int:

@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 from .errors import UserError
 
 AUGMENTATIONS = ("flips", "rot90", "rotate", "scale", "intensity", "elastic")
+DEFAULT_AUGMENT = ("flips", "rot90", "intensity")
 SCALE_RANGE = (0.8, 1.25)  # "scale": zoom factors (log-uniform)
 AUGMENTATION_TIPS = {
     "flips": "Mirror patches up-down and left-right.",
@@ -130,7 +131,7 @@ class BestKeeper:
 def parse_augment(augment: str | tuple[str, ...] | None) -> frozenset[str]:
     """``"flips,rot90"`` or a tuple -> a set of augmentation names (checked)."""
     if augment is None:
-        return frozenset(("flips", "rot90", "intensity"))
+        return frozenset(DEFAULT_AUGMENT)
     names = [a.strip() for a in (augment.split(",") if isinstance(augment, str) else augment) if a.strip()]
     unknown = [a for a in names if a not in AUGMENTATIONS and a != "none"]
     if unknown:

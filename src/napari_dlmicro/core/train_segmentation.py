@@ -19,6 +19,7 @@ from .devices import resolve_device, set_cpu_threads
 from .errors import UserError
 from .events import Job, Notice, run_to_end
 from .normalize import normalize_percentile
+from .train import DEFAULT_AUGMENT
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class SegmentationTraining:
     patch: int = 128
     batch: int = 4
     lr: float = 1e-3
-    augment: tuple[str, ...] = ("flips", "rot90", "intensity")
+    augment: tuple[str, ...] = DEFAULT_AUGMENT
     device: str = "auto"
     seed: int = 0
     extra: dict = field(default_factory=dict)

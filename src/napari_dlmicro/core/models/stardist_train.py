@@ -33,6 +33,7 @@ from ..events import Job, Metrics, Notice, ProgressClock
 from ..nets.stardist_net import StarDistNet, StarDistNetConfig
 from ..nets.unet import UNetConfig
 from ..train import (
+    DEFAULT_AUGMENT,
     BestKeeper,
     Budget,
     augment_pair,
@@ -64,7 +65,7 @@ class StarDistTraining:
     minutes: float | None = None
     validate_every: int | None = None  # steps per epoch; None: one pass over the training pixels (>= 10)
     validate_every_s: float = 15.0  # under a time budget, validate at most this often
-    augment: tuple[str, ...] = ("flips", "rot90", "intensity")
+    augment: tuple[str, ...] = DEFAULT_AUGMENT
     optimize_thresholds: bool = True
     seed: int = 0
     threads: int | None = None  # CPU threads at most (None: every core; a GUI leaves one to its event loop)
