@@ -56,3 +56,20 @@ def test_turned_crop_of_a_3d_stack_turns_each_plane_alike():
 def test_unknown_augmentation_is_named():
     with pytest.raises(UserError, match="shear"):
         parse_augment("flips,shear")
+
+
+def test_intensity_gain_spans_half_to_double():
+    """'intensity' scales the normalised image by 0.5-2x (plus a small shift), labels untouched."""
+    from napari_dlmicro.core.train import INTENSITY_GAIN, augment_pair
+
+    rng = np.random.default_rng(0)
+    image = np.ones((16, 16, 1), np.float32)
+    labels = np.arange(256).reshape(16, 16)
+    levels = []
+    for _ in range(400):
+        out, lab = augment_pair(rng, image, labels, frozenset({"intensity"}))
+        assert np.array_equal(lab, labels)
+        assert np.ptp(out) == 0  # one gain and one shift for the whole patch
+        levels.append(float(out[0, 0, 0]))
+    assert min(levels) >= INTENSITY_GAIN[0] - 0.1 and max(levels) <= INTENSITY_GAIN[1] + 0.1
+    assert min(levels) < 0.7 and max(levels) > 1.5  # wider than a 'little' jitter

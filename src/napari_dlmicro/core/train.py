@@ -21,12 +21,18 @@ from .errors import UserError
 AUGMENTATIONS = ("flips", "rot90", "rotate", "scale", "intensity", "elastic")
 DEFAULT_AUGMENT = ("flips", "rot90", "intensity")
 SCALE_RANGE = (0.8, 1.25)  # "scale": zoom factors (log-uniform)
+# "intensity": gain on the normalised image (log-uniform). Percentile normalisation depends on what an image
+# holds: the two halves of the nuclei sample put the same nuclei 1.3x apart, and the held-out half's small
+# bright bodies above every training object. Measured, StarDist 5 min, seeds 0/1: 0.945/0.940 over the later
+# checkpoints against 0.912/0.918 with 0.7-1.3x
+INTENSITY_GAIN = (0.5, 2.0)
 AUGMENTATION_TIPS = {
     "flips": "Mirror patches up-down and left-right.",
     "rot90": "Turn square patches by multiples of 90°.",
     "rotate": "Turn patches by any angle (labels resampled by nearest neighbour).",
     "scale": f"Zoom patches by {SCALE_RANGE[0]}-{SCALE_RANGE[1]}x: objects of varying size.",
-    "intensity": "Scale and shift the normalised intensities a little.",
+    "intensity": f"Scale the normalised intensities by {INTENSITY_GAIN[0]}-{INTENSITY_GAIN[1]}x and shift them a "
+                 "little: objects brighter or dimmer than those annotated.",
     "elastic": "Warp patches by a smooth random displacement.",
 }
 
@@ -94,22 +100,34 @@ def lr_at(fraction: float, base: float, warmup: float = 0.03, floor: float = 0.0
 class BestKeeper:
     """The best weights so far (by a score where higher is better), in memory and on disk.
 
+    With a ``tolerance``, newer weights also replace the kept ones when the
+    first element of their score is within ``tolerance`` of the best seen so
+    far: on a small validation set, differences below one object are noise,
+    and the newer weights have trained longer.
+
     ``save`` is called with the network to write a checkpoint; it is throttled
     to at most one write every ``min_interval_s`` seconds unless forced.
     """
 
-    def __init__(self, save: Callable[[], None] | None = None, min_interval_s: float = 5.0) -> None:
-        self.score: tuple | None = None
+    def __init__(self, save: Callable[[], None] | None = None, min_interval_s: float = 5.0,
+                 tolerance: float = 0.0) -> None:
+        self.score: tuple | None = None  # the kept weights' score
+        self.best_seen: tuple | None = None
         self.state: dict | None = None
         self.step = 0
+        self.tolerance = tolerance
         self._save = save
         self._interval = min_interval_s
         self._last_save = -math.inf
         self._dirty = False
 
     def offer(self, score: tuple, state: dict, step: int) -> bool:
-        """Keep ``state`` if ``score`` beats the best; returns whether it did."""
-        if self.score is not None and score <= self.score:
+        """Keep ``state`` if ``score`` beats the best so far, or comes within the tolerance of it."""
+        better = self.best_seen is None or score > self.best_seen
+        near = self.tolerance > 0 and self.best_seen is not None and score[0] >= self.best_seen[0] - self.tolerance
+        if better:
+            self.best_seen = score
+        if not (better or near):
             return False
         self.score, self.step = score, step
         self.state = {k: v.detach().clone() for k, v in state.items()}
@@ -155,7 +173,8 @@ def augment_pair(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray
         image, labels = _elastic(rng, np.ascontiguousarray(image), np.ascontiguousarray(labels))
     image = np.ascontiguousarray(image, dtype=np.float32)
     if "intensity" in kinds:
-        image = image * np.float32(rng.uniform(0.7, 1.3)) + np.float32(rng.uniform(-0.1, 0.1))
+        gain = np.exp(rng.uniform(*np.log(INTENSITY_GAIN)))
+        image = image * np.float32(gain) + np.float32(rng.uniform(-0.1, 0.1))
     return image, np.ascontiguousarray(labels)
 
 

@@ -1,0 +1,39 @@
+"""Which checkpoint a training run keeps."""
+import torch
+
+from napari_dlmicro.core.train import BestKeeper
+
+
+def _state(value: float) -> dict:
+    return {"w": torch.tensor([value])}
+
+
+def test_without_tolerance_only_a_better_score_replaces_the_kept_weights():
+    keeper = BestKeeper()
+    assert keeper.offer((0.8, -1.0), _state(1), 10)
+    assert not keeper.offer((0.8, -1.0), _state(2), 20)  # a tie keeps the older weights
+    assert not keeper.offer((0.7, 0.0), _state(3), 30)
+    assert keeper.offer((0.9, -2.0), _state(4), 40)
+    assert keeper.step == 40 and float(keeper.state["w"]) == 4
+
+
+def test_newer_weights_within_the_tolerance_of_the_best_are_kept():
+    keeper = BestKeeper(tolerance=0.1)
+    keeper.offer((0.85, -1.0), _state(1), 10)
+    assert keeper.offer((0.80, -1.5), _state(2), 20)  # within 0.1 of the best seen: newer wins
+    assert keeper.step == 20 and float(keeper.state["w"]) == 2
+    assert not keeper.offer((0.70, -0.5), _state(3), 30)  # 0.15 below the best seen (not the kept 0.80)
+    assert keeper.step == 20
+    assert keeper.offer((0.95, -1.0), _state(4), 40)
+    assert not keeper.offer((0.84, -1.0), _state(5), 50)  # the bar moved with the new best
+    assert keeper.best_seen == (0.95, -1.0) and keeper.step == 40
+
+
+def test_kept_weights_are_a_copy_and_the_checkpoint_is_written():
+    saved = []
+    keeper = BestKeeper(lambda: saved.append(1), min_interval_s=0.0, tolerance=0.05)
+    state = _state(1)
+    keeper.offer((0.5,), state, 1)
+    state["w"] += 1  # the network trains on
+    assert float(keeper.state["w"]) == 1
+    assert saved == [1]
