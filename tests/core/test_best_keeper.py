@@ -37,3 +37,13 @@ def test_kept_weights_are_a_copy_and_the_checkpoint_is_written():
     state["w"] += 1  # the network trains on
     assert float(keeper.state["w"]) == 1
     assert saved == [1]
+
+
+def test_a_continued_model_is_never_replaced_by_weights_scoring_below_its_start():
+    keeper = BestKeeper(tolerance=0.1)
+    keeper.offer((0.80, -1.0), _state(0), 0, start=True)
+    assert not keeper.offer((0.75, -1.0), _state(1), 10)  # within the tolerance, but below the start
+    assert keeper.offer((0.90, -1.0), _state(2), 20)
+    assert not keeper.offer((0.79, -1.0), _state(3), 30)  # near the best, still below the start
+    assert keeper.offer((0.85, -1.0), _state(4), 40)  # near the best and above the start: newer wins
+    assert keeper.step == 40

@@ -113,6 +113,7 @@ class BestKeeper:
                  tolerance: float = 0.0) -> None:
         self.score: tuple | None = None  # the kept weights' score
         self.best_seen: tuple | None = None
+        self.floor: tuple | None = None  # the starting weights' score: the tolerance never goes below it
         self.state: dict | None = None
         self.step = 0
         self.tolerance = tolerance
@@ -121,10 +122,17 @@ class BestKeeper:
         self._last_save = -math.inf
         self._dirty = False
 
-    def offer(self, score: tuple, state: dict, step: int) -> bool:
-        """Keep ``state`` if ``score`` beats the best so far, or comes within the tolerance of it."""
+    def offer(self, score: tuple, state: dict, step: int, start: bool = False) -> bool:
+        """Keep ``state`` if ``score`` beats the best so far, or comes within the tolerance of it.
+
+        ``start`` marks the weights a continued training began from: nothing
+        scoring below them replaces them, tolerance or not.
+        """
+        if start:
+            self.floor = score
         better = self.best_seen is None or score > self.best_seen
-        near = self.tolerance > 0 and self.best_seen is not None and score[0] >= self.best_seen[0] - self.tolerance
+        near = (self.tolerance > 0 and self.best_seen is not None and score[0] >= self.best_seen[0] - self.tolerance
+                and (self.floor is None or score >= self.floor))
         if better:
             self.best_seen = score
         if not (better or near):

@@ -297,7 +297,7 @@ def train_stardist(
             history.append(run_validation())
             yield Metrics(0, history[-1])
             if init is not None:  # a continued model must not be replaced by worse weights
-                keeper.offer(_rank(history[-1]), net.state_dict(), 0)
+                keeper.offer(_rank(history[-1]), net.state_dict(), 0, start=True)
         net.train()
         while not budget.done(step):
             token.check()
