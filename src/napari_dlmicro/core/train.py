@@ -23,8 +23,9 @@ DEFAULT_AUGMENT = ("flips", "rot90", "intensity")
 SCALE_RANGE = (0.8, 1.25)  # "scale": zoom factors (log-uniform)
 # "intensity": gain on the normalised image (log-uniform). Percentile normalisation depends on what an image
 # holds: normalised, the median nucleus of one half of the nuclei sample is 1.3x as bright as the other's,
-# and the small bright bodies of the held-out half outshine every training object. Measured, StarDist 5 min, seeds 0-2, held-out F1 averaged over the
-# later checkpoints: 0.945, 0.940, 0.960 against 0.912, 0.941, 0.926 with 0.7-1.3x
+# and the small bright bodies of the held-out half outshine every training object. Measured, StarDist
+# 5 min, seeds 0-2, held-out F1 averaged over the later checkpoints: 0.945, 0.940, 0.960 against 0.912,
+# 0.941, 0.926 with 0.7-1.3x
 INTENSITY_GAIN = (0.5, 2.0)
 AUGMENTATION_TIPS = {
     "flips": "Mirror patches up-down and left-right.",
