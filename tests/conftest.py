@@ -47,6 +47,26 @@ def trained_stardist(nuclei, tmp_path_factory):
 
 
 @pytest.fixture
+def trained_stardist_without(trained_stardist, tmp_path):
+    """Load the suite's StarDist re-saved without one config key, as a version before that key saved it."""
+    import json
+
+    import torch
+
+    from napari_dlmicro.core.models.cache import get_segmenter
+    from napari_dlmicro.core.models.stardist_io import save_stardist
+
+    def load_without(key: str):
+        folder = save_stardist(get_segmenter(trained_stardist, torch.device("cpu")), tmp_path / f"without-{key}")
+        config = json.loads((folder / "config.json").read_text())
+        config.pop(key)
+        (folder / "config.json").write_text(json.dumps(config))
+        return get_segmenter(folder, torch.device("cpu"))
+
+    return load_without
+
+
+@pytest.fixture
 def right_half(nuclei):
     """The held-out half of the nuclei sample: image and ground truth."""
     img, gt = nuclei

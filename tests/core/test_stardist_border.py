@@ -6,7 +6,6 @@ import torch
 
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.models.stardist import BORDER, _tile_candidates
-from napari_dlmicro.core.models.stardist_io import save_stardist
 from napari_dlmicro.core.tiling import Tile
 
 
@@ -41,10 +40,5 @@ def test_trained_models_seed_up_to_the_border_and_keep_it_when_saved(trained_sta
     assert get_segmenter(tmp_path / "continued", torch.device("cpu")).seed_border == 0
 
 
-def test_models_saved_without_the_setting_keep_stardists_border(trained_stardist, tmp_path):
-    model = get_segmenter(trained_stardist, torch.device("cpu"))
-    folder = save_stardist(model, tmp_path / "older")
-    config = json.loads((folder / "config.json").read_text())
-    config.pop("seed_border")
-    (folder / "config.json").write_text(json.dumps(config))
-    assert get_segmenter(folder, torch.device("cpu")).seed_border == BORDER
+def test_models_saved_without_the_setting_keep_stardists_border(trained_stardist_without):
+    assert trained_stardist_without("seed_border").seed_border == BORDER

@@ -59,7 +59,8 @@ class Candidates:
         )
 
 
-def stardist_settings(prob_thresh: float = 0.5, nms_thresh: float = 0.4, ndim: int = 2) -> tuple[Setting, ...]:
+def stardist_settings(prob_thresh: float = 0.5, nms_thresh: float = 0.4, ndim: int = 2,
+                      views: int = 1) -> tuple[Setting, ...]:
     """StarDist's two thresholds, with a model's own values as defaults; 2D models also offer test-time views."""
     thresholds = (
         Setting("prob_thresh", "Probability threshold", round(float(prob_thresh), 4), 0.0, 1.0, 0.01,
@@ -70,7 +71,7 @@ def stardist_settings(prob_thresh: float = 0.5, nms_thresh: float = 0.4, ndim: i
     if ndim != 2:
         return thresholds
     return thresholds + (
-        Setting("views", "Test-time views", 1, 1, MAX_VIEWS, 1,
+        Setting("views", "Test-time views", int(views), 1, MAX_VIEWS, 1,
                 "Average the network over this many flipped and turned copies of the image (1: off, 8: every "
                 "flip and 90° turn): steadier objects, proportionally slower. 2D models only."),
     )
@@ -91,6 +92,7 @@ class StarDistSegmenter(Segmenter):
         device: torch.device | None = None,
         extra: dict | None = None,
         seed_border: int = BORDER,
+        views: int = 1,
     ) -> None:
         self.net = net.eval()
         self.seed_border = int(seed_border)
@@ -106,7 +108,7 @@ class StarDistSegmenter(Segmenter):
             spatial_ndim=c.ndim,
             n_channels=c.n_channels,
             source=source,
-            settings=stardist_settings(prob_thresh, nms_thresh, c.ndim),
+            settings=stardist_settings(prob_thresh, nms_thresh, c.ndim, views),
         )
         self._cache: tuple[str, Candidates] | None = None
 

@@ -115,6 +115,7 @@ def load_ours(folder: Path, device: torch.device, cfg: dict | None = None) -> St
         device=device,
         extra=cfg,
         seed_border=int(cfg.get("seed_border", BORDER)),  # saved before it was a setting: StarDist's
+        views=int(cfg.get("views", 1)),
     )
 
 
@@ -128,6 +129,7 @@ def save_stardist(model: StarDistSegmenter, folder: Path, **meta: Any) -> Path:
         "thresholds": {"prob": s["prob_thresh"], "nms": s["nms_thresh"]},
         "axes": "ZYXC" if model.net.config.ndim == 3 else "YXC",
         "seed_border": model.seed_border,
+        "views": int(s.get("views", 1)),
         **meta,
     }
     if model.rays is not None:

@@ -38,13 +38,13 @@ class Validation:
 
 
 def candidates_of(model: StarDistSegmenter, images: Sequence[np.ndarray], prob: float,
-                  token: CancelToken = NEVER) -> list[Candidates]:
+                  token: CancelToken = NEVER, views: int = 1) -> list[Candidates]:
     """Candidates above ``prob`` for each (normalised, spatial..., C) validation image.
 
     The network's weights change between validations, so its candidate cache is dropped first.
     """
     model._cache = None
-    return [run_to_end(model.candidates(im, token, None, prob)) for im in images]
+    return [run_to_end(model.candidates(im, token, None, prob, views)) for im in images]
 
 
 def _render_all(model: StarDistSegmenter, cands: list[Candidates], shapes, prob: float, nms: float):
@@ -80,6 +80,7 @@ def optimize_thresholds(model: StarDistSegmenter, images: Sequence[np.ndarray], 
                         token: CancelToken = NEVER) -> tuple[float, float, float]:
     """Best (prob_thresh, nms_thresh) on the validation images; returns them and the F1 reached.
 
+    The network runs with the model's own test-time views, as it will segment.
     A grid over both, then a finer search of the probability threshold around
     the best. A validation split made from a few annotated crops holds a few
     dozen objects, where one object more or less moves F1 by a few percent:
@@ -89,7 +90,8 @@ def optimize_thresholds(model: StarDistSegmenter, images: Sequence[np.ndarray], 
     """
     shapes = [m.shape for m in masks]
     n_true = int(sum(len(np.unique(m)) - 1 for m in masks))
-    cands = candidates_of(model, images, min(PROB_GRID) - 0.1, token)
+    views = int(model.default_settings().get("views", 1))
+    cands = candidates_of(model, images, min(PROB_GRID) - 0.1, token, views)
     scores: dict[tuple[float, float], float] = {}
 
     def trial(prob: float, nms: float) -> None:
@@ -122,7 +124,8 @@ def choose(scores: dict[tuple[float, float], float], n_true: int) -> tuple[float
 
 
 def set_thresholds(model: StarDistSegmenter, prob: float, nms: float) -> None:
-    """Make ``prob``/``nms`` the model's own defaults (saved with it)."""
+    """Make ``prob``/``nms`` the model's own defaults (saved with it); its test-time views stay."""
     from .stardist import stardist_settings
 
-    model.info.settings = stardist_settings(prob, nms, model.net.config.ndim)
+    views = int(model.default_settings().get("views", 1))
+    model.info.settings = stardist_settings(prob, nms, model.net.config.ndim, views)

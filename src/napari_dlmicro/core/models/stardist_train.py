@@ -68,6 +68,10 @@ class StarDistTraining:
     validate_every_s: float = 15.0  # under a time budget, validate at most this often
     augment: tuple[str, ...] = DEFAULT_AUGMENT
     optimize_thresholds: bool = True
+    # Test-time views the trained (2D) model segments with unless told otherwise, its thresholds tuned with them.
+    # Measured, 5 min on half the nuclei sample, six seeds: held-out F1 0.961 on average (0.946 at worst) with 8
+    # views, 0.935 (0.912) with one; 8 views cost about 5x the network time of one
+    views: int = 8
     seed: int = 0
     threads: int | None = None  # CPU threads at most (None: every core; a GUI leaves one to its event loop)
 
@@ -253,7 +257,8 @@ def train_stardist(
     # nuclei cut off by the border). Measured, 5 minutes on half the nuclei sample, held-out half: four saved
     # models F1@0.5 0.911/0.920/0.946/0.945 skipping two, 0.903/0.938/0.957/0.955 skipping none; six runs
     # trained and tuned this way averaged 0.936, against 0.929 before
-    model = StarDistSegmenter(net, name=name, rays=rays, device=device, seed_border=0)
+    model = StarDistSegmenter(net, name=name, rays=rays, device=device, seed_border=0,
+                              views=s.views if ndim == 2 else 1)
     if init is not None:
         d = init.default_settings()
         from .stardist_thresholds import set_thresholds
