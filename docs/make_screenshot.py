@@ -32,7 +32,7 @@ def main(model: str | None = None) -> None:
                                                StarDistTraining(minutes=3.0, steps=10**6), name="quick-stardist"))
         model = str(save_stardist(trained, Path(tempfile.mkdtemp()) / "quick-stardist"))
     viewer = napari.Viewer()
-    viewer.window.resize(1400, 850)
+    viewer.window.resize(1600, 950)
     viewer.open_sample("napari-dlmicro", "nuclei")
     viewer.layers["nuclei ground truth"].visible = False
     _, dock = viewer.window.add_plugin_dock_widget("napari-dlmicro", "Segmentation")
@@ -42,6 +42,8 @@ def main(model: str | None = None) -> None:
     app = QApplication.instance()
     while dock.handle is not None:
         app.processEvents()
+    viewer.reset_view()  # the whole image in the canvas the docks left
+    app.processEvents()
     print(f"wrote {save_window(viewer, 'screenshot.png')}")
 
 
