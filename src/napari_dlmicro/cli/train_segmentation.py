@@ -12,12 +12,15 @@ from .common import run_with_progress
 
 def add_flags(parser) -> None:
     """Flags only the segmentation kinds use."""
+    from ..core.train import AUGMENTATIONS, DEFAULT_AUGMENT, INTENSITY_GAIN, SCALE_RANGE
+
     parser.add_argument("--masks", default=None, help="folder of label masks (stardist, cellpose) or class maps (semantic), named like the images")
     parser.add_argument("--init", default=None, help="continue training from this model (stored name, folder or catalogue name)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate")
     parser.add_argument("--augment", default=None,
-                        help="comma-separated: flips, rot90, rotate (any angle), scale (zoom 0.8-1.25), intensity, "
-                             "elastic, or none (default: flips, rot90, intensity)")
+                        help=f"comma-separated: {', '.join(AUGMENTATIONS)}, or none (default: {','.join(DEFAULT_AUGMENT)}); "
+                             f"rotate turns by any angle, scale zooms {SCALE_RANGE[0]}-{SCALE_RANGE[1]}x, "
+                             f"intensity scales {INTENSITY_GAIN[0]}-{INTENSITY_GAIN[1]}x")
 
 
 def _run(args) -> int:

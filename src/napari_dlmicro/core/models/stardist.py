@@ -112,6 +112,11 @@ class StarDistSegmenter(Segmenter):
         )
         self._cache: tuple[str, Candidates] | None = None
 
+    @property
+    def default_views(self) -> int:
+        """The test-time views this model segments with unless told otherwise (1 for 3D models)."""
+        return int(self.default_settings().get("views", 1))
+
     # -- device -----------------------------------------------------------
     def to(self, device: torch.device) -> StarDistSegmenter:
         """Move the network to ``device``."""

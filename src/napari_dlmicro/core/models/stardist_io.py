@@ -129,7 +129,7 @@ def save_stardist(model: StarDistSegmenter, folder: Path, **meta: Any) -> Path:
         "thresholds": {"prob": s["prob_thresh"], "nms": s["nms_thresh"]},
         "axes": "ZYXC" if model.net.config.ndim == 3 else "YXC",
         "seed_border": model.seed_border,
-        "views": int(s.get("views", 1)),
+        "views": model.default_views,
         **meta,
     }
     if model.rays is not None:

@@ -80,18 +80,17 @@ def optimize_thresholds(model: StarDistSegmenter, images: Sequence[np.ndarray], 
                         token: CancelToken = NEVER) -> tuple[float, float, float]:
     """Best (prob_thresh, nms_thresh) on the validation images; returns them and the F1 reached.
 
-    The network runs with the model's own test-time views, as it will segment.
     A grid over both, then a finer search of the probability threshold around
     the best. A validation split made from a few annotated crops holds a few
     dozen objects, where one object more or less moves F1 by a few percent:
     among the pairs within one object's worth of the best F1, the one closest
     to StarDist's defaults (0.5, 0.4) wins, so noise does not move the thresholds.
-    The model's thresholds are set to the winners.
+    The model's thresholds are set to the winners. The network runs with the
+    model's own test-time views, as it will when it segments.
     """
     shapes = [m.shape for m in masks]
     n_true = int(sum(len(np.unique(m)) - 1 for m in masks))
-    views = int(model.default_settings().get("views", 1))
-    cands = candidates_of(model, images, min(PROB_GRID) - 0.1, token, views)
+    cands = candidates_of(model, images, min(PROB_GRID) - 0.1, token, model.default_views)
     scores: dict[tuple[float, float], float] = {}
 
     def trial(prob: float, nms: float) -> None:
@@ -127,5 +126,4 @@ def set_thresholds(model: StarDistSegmenter, prob: float, nms: float) -> None:
     """Make ``prob``/``nms`` the model's own defaults (saved with it); its test-time views stay."""
     from .stardist import stardist_settings
 
-    views = int(model.default_settings().get("views", 1))
-    model.info.settings = stardist_settings(prob, nms, model.net.config.ndim, views)
+    model.info.settings = stardist_settings(prob, nms, model.net.config.ndim, model.default_views)
