@@ -24,21 +24,19 @@ def _model(args):
     import torch
     from stardist.data import test_image_nuclei_2d
 
-    from napari_dlmicro.core.devices import resolve_device
-    from napari_dlmicro.core.events import run_to_end
+    from napari_dlmicro.core.runtime.devices import resolve_device
+    from napari_dlmicro.core.runtime.events import run_to_end
     from napari_dlmicro.core.models.cache import get_segmenter
-    from napari_dlmicro.core.models.stardist_train import (
-        StarDistTraining,
-        train_stardist_2d,
-    )
-    from napari_dlmicro.core.normalize import normalize_percentile
+    from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+    from napari_dlmicro.core.models.stardist.train import train_stardist_2d
+    from napari_dlmicro.core.data.normalize import normalize_percentile
 
     device = resolve_device(args.device)
     if args.model:
         return get_segmenter(args.model, device)
     img, gt = test_image_nuclei_2d(return_mask=True)
     half = img.shape[1] // 2
-    s = StarDistTraining(minutes=args.train_minutes, steps=10**6)
+    s = StarDistTraining(minutes=args.train_minutes)
     model = run_to_end(train_stardist_2d([normalize_percentile(img)[:, :half]], [gt[:, :half]], s, device=device))
     torch.set_grad_enabled(False)
     return model
@@ -46,9 +44,9 @@ def _model(args):
 
 def time_stardist(model, image: np.ndarray, tile: int | None, repeats: int = 3, views: int = 1) -> dict[str, float]:
     """Median seconds of the network (candidates; ``views`` test-time views) and of NMS + rendering."""
-    from napari_dlmicro.core.cancel import NEVER
-    from napari_dlmicro.core.events import run_to_end
-    from napari_dlmicro.core.normalize import normalize_percentile
+    from napari_dlmicro.core.runtime.cancel import NEVER
+    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.data.normalize import normalize_percentile
 
     x = normalize_percentile(image)[..., None]
     th = model.default_settings()
@@ -130,7 +128,7 @@ def main() -> None:
         import tempfile
         from pathlib import Path
 
-        from napari_dlmicro.core.models.stardist_io import save_stardist
+        from napari_dlmicro.core.models.stardist.folder import save_stardist
 
         folder = save_stardist(model, Path(tempfile.mkdtemp()) / "bench-stardist")
         click, stall = gui_stall(str(folder), np.tile(img, (4, 4)))

@@ -15,7 +15,7 @@ For each network shape that StarDist ships or builds by default
 it trains a StarDist model with TensorFlow for a few steps on stardist's
 nuclei sample (so that its predictions hold real objects), lets StarDist save
 the folder (``config.json``, ``thresholds.json``, ``weights_best.h5``), loads
-that folder with :func:`napari_dlmicro.core.models.stardist_io.load_official`
+that folder with :func:`napari_dlmicro.core.models.stardist.folder.load_official`
 and compares, on the image:
 
 * the raw network outputs (max |prob diff|, max |dist diff|),
@@ -132,9 +132,9 @@ def _build_and_train(name: str, basedir: Path, steps: int):
 def _compare(name: str, basedir: Path, steps: int, device) -> dict:
     from stardist.matching import matching
 
-    from napari_dlmicro.core.cancel import NEVER
-    from napari_dlmicro.core.events import run_to_end
-    from napari_dlmicro.core.models.stardist_io import load_official
+    from napari_dlmicro.core.runtime.cancel import NEVER
+    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.models.stardist.folder import load_official
 
     t0 = time.perf_counter()
     model, folder, image = _build_and_train(name, basedir, steps)
@@ -152,7 +152,7 @@ def _compare(name: str, basedir: Path, steps: int, device) -> dict:
     (folder / "thresholds.json").write_text(json.dumps({"prob": prob_thresh, "nms": nms_thresh}))
 
     seg = load_official(folder, device)
-    from napari_dlmicro.core.tiling import pad_to_multiple
+    from napari_dlmicro.core.data.tiling import pad_to_multiple
 
     padded = pad_to_multiple(ours_in, seg.net.config.div_by)
     prob_ours, dist_ours = seg.forward(padded)

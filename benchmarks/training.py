@@ -47,20 +47,17 @@ def train_and_score(minutes: float, out: str | None, seed: int = 0):
 
     The validation rows are the Training dock's default fraction, cut as the dock cuts a single image.
     """
-    from napari_dlmicro.core.events import Metrics, run_to_end
-    from napari_dlmicro.core.metrics import score
-    from napari_dlmicro.core.models.stardist_train import (
-        StarDistTraining,
-        train_stardist,
-    )
-    from napari_dlmicro.core.normalize import normalize_percentile
-    from napari_dlmicro.core.segment import segment
-    from napari_dlmicro.core.train_segmentation import SegmentationTraining
+    from napari_dlmicro.core.runtime.events import Metrics, run_to_end
+    from napari_dlmicro.core.evaluation.segmentation import score
+    from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+    from napari_dlmicro.core.models.stardist.train import train_stardist
+    from napari_dlmicro.core.data.normalize import normalize_percentile
+    from napari_dlmicro.core.jobs.segment import segment
 
     img, gt = nuclei()
     half = img.shape[1] // 2
     x = normalize_percentile(img[:, :half])
-    cut = int(round(img.shape[0] * (1 - SegmentationTraining().val_fraction)))
+    cut = int(round(img.shape[0] * (1 - StarDistTraining().val_fraction)))
     settings = StarDistTraining(minutes=minutes, seed=seed)
     t0 = time.perf_counter()
     steps = []
@@ -109,7 +106,7 @@ def gui_stall(seconds: float) -> dict[str, float | str]:
     from qtpy.QtWidgets import QApplication
     from stall_probe import StallProbe
 
-    from napari_dlmicro.core.datasets import add_pair
+    from napari_dlmicro.core.data.training_sets import add_pair
     from napari_dlmicro.widgets.training import TrainingWidget
 
     img, gt = nuclei()
@@ -161,7 +158,7 @@ def main() -> None:
         for name, value in stall.items():
             print(f"{name:36s} {value:.0f}" if isinstance(value, float) else f"{name:36s} {value}")
     else:
-        from napari_dlmicro.core.metrics import table
+        from napari_dlmicro.core.evaluation.segmentation import table
 
         result, trained, single, base, wall, steps = train_and_score(a.minutes, a.out, a.seed)
         print(f"StarDist from scratch, {a.minutes:g} min budget, seed {a.seed}: {wall:.0f} s wall, {steps} steps, "

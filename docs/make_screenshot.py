@@ -18,18 +18,16 @@ def main(model: str | None = None) -> None:
     if model is None:
         from stardist.data import test_image_nuclei_2d
 
-        from napari_dlmicro.core.events import run_to_end
-        from napari_dlmicro.core.models.stardist_io import save_stardist
-        from napari_dlmicro.core.models.stardist_train import (
-            StarDistTraining,
-            train_stardist_2d,
-        )
-        from napari_dlmicro.core.normalize import normalize_percentile
+        from napari_dlmicro.core.runtime.events import run_to_end
+        from napari_dlmicro.core.models.stardist.folder import save_stardist
+        from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+        from napari_dlmicro.core.models.stardist.train import train_stardist_2d
+        from napari_dlmicro.core.data.normalize import normalize_percentile
 
         img, gt = test_image_nuclei_2d(return_mask=True)
         half = img.shape[1] // 2
         trained = run_to_end(train_stardist_2d([normalize_percentile(img)[:, :half]], [gt[:, :half]],
-                                               StarDistTraining(minutes=3.0, steps=10**6), name="quick-stardist"))
+                                               StarDistTraining(minutes=3.0), name="quick-stardist"))
         model = str(save_stardist(trained, Path(tempfile.mkdtemp()) / "quick-stardist"))
     viewer = napari.Viewer()
     viewer.window.resize(1600, 950)

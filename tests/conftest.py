@@ -27,13 +27,11 @@ def nuclei():
 @pytest.fixture(scope="session")
 def trained_stardist(nuclei, tmp_path_factory):
     """A small StarDist trained briefly on the left half of the nuclei image, saved as our folder."""
-    from napari_dlmicro.core.events import run_to_end
-    from napari_dlmicro.core.models.stardist_io import save_stardist
-    from napari_dlmicro.core.models.stardist_train import (
-        StarDistTraining,
-        train_stardist_2d,
-    )
-    from napari_dlmicro.core.normalize import normalize_percentile
+    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.models.stardist.folder import save_stardist
+    from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+    from napari_dlmicro.core.models.stardist.train import train_stardist_2d
+    from napari_dlmicro.core.data.normalize import normalize_percentile
 
     img, gt = nuclei
     half = img.shape[1] // 2
@@ -54,7 +52,7 @@ def trained_stardist_without(trained_stardist, tmp_path):
     import torch
 
     from napari_dlmicro.core.models.cache import get_segmenter
-    from napari_dlmicro.core.models.stardist_io import save_stardist
+    from napari_dlmicro.core.models.stardist.folder import save_stardist
 
     def load_without(key: str):
         folder = save_stardist(get_segmenter(trained_stardist, torch.device("cpu")), tmp_path / f"without-{key}")

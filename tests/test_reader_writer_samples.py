@@ -7,7 +7,7 @@ from napari_dlmicro._reader import get_reader
 from napari_dlmicro._sample_data import he_2d, nuclei_2d, nuclei_3d
 from napari_dlmicro._writer import write_labels_layer
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.io import read_image
+from napari_dlmicro.core.io.tiff_read import read_image
 
 
 def _layers(layer_data):

@@ -2,15 +2,21 @@
 
 The Python API mirrors the command line::
 
-    from napari_dlmicro import segment
+    from napari_dlmicro import segment, denoise, train
     result = segment(image, "stardist:2D_versatile_fluo", axes="YX")
     result.labels, result.table
+    model = train("stardist", "training_set/", out="my-model", settings={"minutes": 5}).model
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .core.models.store import list_models
-from .core.segment import SegmentResult, segment, segment_file
+from napari_dlmicro.core.jobs.denoise import denoise
+from napari_dlmicro.core.jobs.evaluate import evaluate_files
+from napari_dlmicro.core.jobs.segment import SegmentResult, segment
+from napari_dlmicro.core.jobs.segment_files import segment_file
+from napari_dlmicro.core.jobs.train import train_from_folders as train
+from napari_dlmicro.core.models.store import list_models
 
-__all__ = ["SegmentResult", "__version__", "list_models", "segment", "segment_file"]
+__all__ = ["SegmentResult", "__version__", "denoise", "evaluate_files", "list_models", "segment", "segment_file",
+           "train"]

@@ -5,7 +5,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.io import TIFF_SUFFIXES, default_axes, um_per, write_labels
+from napari_dlmicro.core.io.files import TIFF_SUFFIXES
+from napari_dlmicro.core.io.axes import default_axes
+from napari_dlmicro.core.io.tiff_write import write_labels
+from napari_dlmicro.core.io.tiff_metadata import um_per
 
 
 def write_labels_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

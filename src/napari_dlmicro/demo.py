@@ -17,8 +17,8 @@ MODEL = "stardist:2D_versatile_fluo"
 
 def _model_for_demo(log):
     """The pretrained model, or, offline, a small StarDist trained on the sample itself."""
-    from .core.errors import UserError
-    from .core.models.store import CATALOGUE, fetch_pretrained
+    from napari_dlmicro.core.errors import UserError
+    from napari_dlmicro.core.models.catalogue import CATALOGUE, fetch_pretrained
 
     try:
         fetch_pretrained(CATALOGUE[MODEL])
@@ -27,13 +27,14 @@ def _model_for_demo(log):
         log(f"{exc}\nOffline: training a small StarDist on the sample's left half for 2 minutes instead.")
     from stardist.data import test_image_nuclei_2d
 
-    from .core.events import run_to_end
-    from .core.models.stardist_train import StarDistTraining, train_stardist_2d
-    from .core.normalize import normalize_percentile
+    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+    from napari_dlmicro.core.models.stardist.train import train_stardist_2d
+    from napari_dlmicro.core.data.normalize import normalize_percentile
 
     img, gt = test_image_nuclei_2d(return_mask=True)
     half = img.shape[1] // 2
-    settings = StarDistTraining(minutes=2.0, steps=10**6)
+    settings = StarDistTraining(minutes=2.0)
     return run_to_end(train_stardist_2d([normalize_percentile(img)[:, :half]], [gt[:, :half]], settings, name="demo"))
 
 
@@ -42,10 +43,10 @@ def headless(out: Path) -> int:
     from stardist.data import test_image_nuclei_2d
     from stardist.matching import matching
 
-    from .cli.common import run_with_progress
-    from .core.io import write_labels
-    from .core.measure import write_csv
-    from .core.segment import SegmentJob, segment_job
+    from napari_dlmicro.cli.common import run_with_progress
+    from napari_dlmicro.core.io.tiff_write import write_labels
+    from napari_dlmicro.core.labels.measure import write_csv
+    from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
 
     img, gt = test_image_nuclei_2d(return_mask=True)
     model = _model_for_demo(print)

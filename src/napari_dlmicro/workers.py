@@ -20,10 +20,16 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .core import offload
-from .core.cancel import CancelToken
-from .core.errors import Cancelled, UserError
-from .core.events import Event, Job, Notice, Progress, format_eta
+from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.errors import Cancelled, UserError
+from napari_dlmicro.core.runtime.events import (
+    Event,
+    Job,
+    Notice,
+    Progress,
+    format_eta,
+)
 
 log = logging.getLogger(__name__)
 _RUNNING: weakref.WeakSet[JobHandle] = weakref.WeakSet()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from napari_dlmicro.core import annotate as A
+from napari_dlmicro.core.labels import edit as A
 from napari_dlmicro.core.errors import UserError
 
 

@@ -3,12 +3,7 @@ import numpy as np
 import pytest
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.train import (
-    _turned_crop,
-    augment_pair,
-    parse_augment,
-    random_crop,
-)
+from napari_dlmicro.core.data.augment import _turned_crop, augment_pair, parse_augment, random_crop
 
 
 def disks(shape=(96, 80), n=12, seed=0):
@@ -60,7 +55,7 @@ def test_unknown_augmentation_is_named():
 
 def test_intensity_gain_spans_half_to_double():
     """'intensity' scales the normalised image by 0.5-2x (plus a small shift), labels untouched."""
-    from napari_dlmicro.core.train import INTENSITY_GAIN, augment_pair
+    from napari_dlmicro.core.data.augment import INTENSITY_GAIN, augment_pair
 
     rng = np.random.default_rng(0)
     image = np.ones((16, 16, 1), np.float32)

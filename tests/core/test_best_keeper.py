@@ -1,7 +1,7 @@
 """Which checkpoint a training run keeps."""
 import torch
 
-from napari_dlmicro.core.train import BestKeeper
+from napari_dlmicro.core.training.keeper import BestKeeper
 
 
 def _state(value: float) -> dict:

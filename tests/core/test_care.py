@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
-from napari_dlmicro.core.denoise import denoise
+from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.events import run_to_end
-from napari_dlmicro.core.models.care import check_pairs, match_pairs
-from napari_dlmicro.core.models.restoration import load_restoration
-from napari_dlmicro.core.quality import psnr, quality
-from napari_dlmicro.core.restoration_train import TrainSettings, train_restoration
+from napari_dlmicro.core.runtime.events import run_to_end
+from napari_dlmicro.core.io.files import pair_by_name
+from napari_dlmicro.core.models.restoration.care import check_pairs
+from napari_dlmicro.core.models.restoration.network import load_restoration
+from napari_dlmicro.core.evaluation.restoration import psnr, quality
+from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
 
 FAST = dict(kind="care", patch=32, batch_size=8, filters=16, steps_per_epoch=10, device="cpu")
 
@@ -27,7 +28,7 @@ def test_care_learns_noisy_to_clean(tmp_path):
     out = denoise(x, model)
     assert out.dtype == np.float32
     assert psnr(y, out) > psnr(y, x) + 2.0
-    assert result.history["val_loss"]
+    assert [row["val_loss"] for row in result.history]
 
 
 def test_pairs_of_different_shapes_or_counts():
@@ -41,6 +42,9 @@ def test_pairs_of_different_shapes_or_counts():
 
 
 def test_pairs_matched_by_name():
+    def match_pairs(inputs, targets):
+        return pair_by_name(inputs, targets, complete=True, names=("input", "target"))
+
     pairs = match_pairs([Path("a/x.tif"), Path("a/y.tif")], [Path("b/y.tif"), Path("b/x.tif")])
     assert [(p.name, q.parent.name) for p, q in pairs] == [("x.tif", "b"), ("y.tif", "b")]
     with pytest.raises(UserError, match="no target of the same file name"):

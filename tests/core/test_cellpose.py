@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dlmicro.core.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.events import Notice, Progress, run_to_end
-from napari_dlmicro.core.models.cellpose import (
+from napari_dlmicro.core.runtime.events import Notice, Progress, run_to_end
+from napari_dlmicro.core.models.cellpose.segmenter import (
     CellposeSegmenter,
     cpu_cost_estimate,
     load_cellpose,
@@ -81,7 +81,7 @@ def test_segment_returns_labels_and_progress(segmenter):
 
 
 def test_segmentation_job_takes_2d_images_for_cellpose(segmenter):
-    from napari_dlmicro.core.segment import segment
+    from napari_dlmicro.core.jobs.segment import segment
 
     result = segment(blobs((96, 96)), segmenter, axes="YX")
     assert result.labels.shape == (96, 96)

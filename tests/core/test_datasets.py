@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dlmicro.core.datasets import (
+from napari_dlmicro.core.data.training_sets import (
     Pair,
     add_pair,
     clean_mask,

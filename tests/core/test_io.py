@@ -5,15 +5,9 @@ import pytest
 import tifffile
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.io import (
-    atomic_output,
-    layer_scale,
-    read_image,
-    split_channels,
-    tiff_axes,
-    write_image,
-    write_labels,
-)
+from napari_dlmicro.core.io.atomic import atomic_output
+from napari_dlmicro.core.io.tiff_read import layer_scale, read_image, split_channels, tiff_axes
+from napari_dlmicro.core.io.tiff_write import write_image, write_labels
 
 
 @pytest.fixture

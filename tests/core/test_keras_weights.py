@@ -19,11 +19,8 @@ import pytest
 import torch
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.models.stardist_io import (
-    load_official,
-    net_config_from_official,
-)
-from napari_dlmicro.core.nets.stardist_net import StarDistNet
+from napari_dlmicro.core.models.stardist.folder import load_official, net_config_from_official
+from napari_dlmicro.core.models.stardist.network import StarDistNet
 
 CPU = torch.device("cpu")
 

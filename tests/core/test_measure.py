@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.measure import measure_labels, write_csv
+from napari_dlmicro.core.labels.measure import measure_labels, write_csv
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.metrics import (
+from napari_dlmicro.core.evaluation.segmentation import (
     FALSE_POSITIVE,
     MISS,
     error_mask,

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.models import store
+from napari_dlmicro.core.models import catalogue, paths, store
 from napari_dlmicro.core.models.loader import load_segmenter
-from napari_dlmicro.core.models.stardist import StarDistSegmenter
-from napari_dlmicro.core.models.stardist_io import load_ours, save_stardist
-from napari_dlmicro.core.nets.stardist_net import StarDistNet, StarDistNetConfig
+from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
+from napari_dlmicro.core.models.stardist.folder import load_ours, save_stardist
+from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
 from napari_dlmicro.core.nets.unet import UNetConfig
 
 
@@ -32,7 +32,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_stored_models_are_listed_and_loadable_by_name(monkeypatch, tmp_path):
-    save_stardist(_small_model(), store.store_dir() / "mine")
+    save_stardist(_small_model(), paths.store_dir() / "mine")
     names = [m.name for m in store.list_models()]
     assert "mine" in names and "stardist:2D_versatile_fluo" in names
     assert load_segmenter("mine").info.kind == "stardist"
@@ -82,8 +82,8 @@ def test_offline_download_names_url_and_folder(monkeypatch):
     def offline(*a, **k):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(store.urllib.request, "urlopen", offline)
-    entry = store.CATALOGUE["stardist:2D_versatile_fluo"]
+    monkeypatch.setattr(catalogue.urllib.request, "urlopen", offline)
+    entry = catalogue.CATALOGUE["stardist:2D_versatile_fluo"]
     with pytest.raises(UserError) as err:
-        store.fetch_pretrained(entry)
-    assert entry.url in str(err.value) and str(store.pretrained_folder(entry)) in str(err.value)
+        catalogue.fetch_pretrained(entry)
+    assert entry.url in str(err.value) and str(catalogue.pretrained_folder(entry)) in str(err.value)

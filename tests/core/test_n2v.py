@@ -6,22 +6,19 @@ import pytest
 import torch
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
-from napari_dlmicro.core.cancel import CancelToken
-from napari_dlmicro.core.denoise import denoise
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.events import Metrics, Preview, Progress, run_to_end
-from napari_dlmicro.core.models import n2v
-from napari_dlmicro.core.models.restoration import (
-    build_model,
-    load_restoration,
-    save_restoration,
+from napari_dlmicro.core.runtime.events import (
+    Metrics,
+    Preview,
+    Progress,
+    run_to_end,
 )
-from napari_dlmicro.core.quality import psnr
-from napari_dlmicro.core.restoration_train import (
-    TrainSettings,
-    lr_at,
-    train_restoration,
-)
+from napari_dlmicro.core.models.restoration import n2v
+from napari_dlmicro.core.models.restoration.network import build_model, load_restoration, save_restoration
+from napari_dlmicro.core.evaluation.restoration import psnr
+from napari_dlmicro.core.models.restoration.train import TrainSettings, lr_at, train_restoration
 
 FAST = dict(kind="n2v", patch=32, batch_size=8, filters=16, steps_per_epoch=10, learning_rate=2e-3, device="cpu")
 
@@ -97,7 +94,7 @@ def test_training_raises_psnr(crop, tmp_path):
     previews = [e for e in events if isinstance(e, Preview)]
     assert all(p.kind == "image" and p.data.shape == (64, 64) for p in previews)
     loaded = load_restoration(tmp_path / "m")
-    assert loaded.config["history"]["val_loss"] and loaded.config["normalization"]["input"]["low"]
+    assert [row["val_loss"] for row in loaded.config["history"]] and loaded.config["normalization"]["input"]["low"]
     assert loaded.config["training"]["learning_rate"] == pytest.approx(FAST["learning_rate"])
     # outputs are in the image's units (up to ~150 here): float32 rounding, which differs between the trained
     # network's channels-last kernels and the loaded one's, is relative
@@ -185,7 +182,7 @@ def test_other_model_kind_is_refused(tmp_path):
 
 
 def test_out_of_memory_is_a_clear_error(crop, monkeypatch):
-    from napari_dlmicro.core.models.restoration import RestorationNet
+    from napari_dlmicro.core.models.restoration.network import RestorationNet
 
     def boom(self, x):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -198,8 +195,8 @@ def test_out_of_memory_is_a_clear_error(crop, monkeypatch):
 def test_thread_tuner_keeps_the_faster_count(monkeypatch):
     from types import SimpleNamespace
 
-    from napari_dlmicro.core import cpu_tuning
-    from napari_dlmicro.core.cpu_tuning import ThreadTuner
+    from napari_dlmicro.core.runtime import threads as cpu_tuning
+    from napari_dlmicro.core.runtime.threads import ThreadTuner
 
     now = [0.0]  # a simulated clock: each step takes what we say it takes
     monkeypatch.setattr(cpu_tuning, "time", SimpleNamespace(perf_counter=lambda: now[0]))
@@ -217,7 +214,7 @@ def test_thread_tuner_keeps_the_faster_count(monkeypatch):
 def test_a_spent_budget_ends_on_the_last_weights_unless_best_is_asked(crop, keep):
     noisy, _ = crop
     result = run_to_end(train_restoration([noisy], None, TrainSettings(epochs=4, keep=keep, **FAST)))
-    losses = result.history["val_loss"]
+    losses = [row["val_loss"] for row in result.history]
     assert result.stopped == "budget" and len(losses) == 4
     assert result.best_val_loss == (losses[-1] if keep == "auto" else min(losses))
 
@@ -225,7 +222,7 @@ def test_a_spent_budget_ends_on_the_last_weights_unless_best_is_asked(crop, keep
 def test_the_last_stretch_of_a_run_trains_in_full_precision(crop, monkeypatch):
     import contextlib
 
-    from napari_dlmicro.core import restoration_train
+    from napari_dlmicro.core.models.restoration import train as restoration_train
 
     asked = []
 
@@ -241,7 +238,7 @@ def test_the_last_stretch_of_a_run_trains_in_full_precision(crop, monkeypatch):
 
 @pytest.mark.parametrize("avx512_bf16, amx, native", [(False, False, False), (True, False, True), (False, True, True)])
 def test_bf16_counts_as_native_only_with_its_instructions(monkeypatch, avx512_bf16, amx, native):
-    from napari_dlmicro.core import devices
+    from napari_dlmicro.core.runtime import devices
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dlmicro.core.cancel import NEVER, CancelToken
-from napari_dlmicro.core.datasets import Pair
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.data.training_sets import Pair
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.events import Preview, Progress, run_to_end
+from napari_dlmicro.core.runtime.events import Preview, Progress, run_to_end
 from napari_dlmicro.core.models.loader import load_segmenter
-from napari_dlmicro.core.normalize import normalize_percentile
-from napari_dlmicro.core.segment import SegmentJob, segment, segment_job
+from napari_dlmicro.core.data.normalize import normalize_percentile
+from napari_dlmicro.core.jobs.segment import SegmentJob, segment, segment_job
 
 N_CLASSES = 2  # background, nucleus
 
@@ -19,14 +19,14 @@ N_CLASSES = 2  # background, nucleus
 @pytest.fixture(scope="module")
 def semantic_folder(nuclei, tmp_path_factory):
     """A tiny background/nucleus U-Net trained for 40 steps (~15 s) on a corner of the nuclei image."""
-    from napari_dlmicro.core import train_segmentation as ts
+    from napari_dlmicro.core.jobs import train as ts
 
     img, gt = nuclei
     classes = (gt > 0).astype(np.uint8)
     folder = tmp_path_factory.mktemp("sem") / "nuclei-classes"
-    spec = ts.SegmentationTraining(kind="semantic", out=folder, epochs=4, patch=64, lr=1e-2, val_fraction=0.3,
-                                extra={"depth": 2, "filters": 8}, device="cpu")
-    run_to_end(ts.train_segmentation([Pair("n", img[:192, :192], classes[:192, :192])], spec))
+    settings = {"epochs": 4, "patch": 64, "lr": 1e-2, "val_fraction": 0.3, "depth": 2, "filters": 8}
+    run_to_end(ts.train_job("semantic", [Pair("n", img[:192, :192], classes[:192, :192])], settings, out=folder,
+                            device="cpu"))
     return folder
 
 
@@ -44,7 +44,7 @@ def test_loader_gives_a_class_map_segmenter(model):
 def test_out_of_memory_retries_in_smaller_tiles(model, nuclei, monkeypatch):
     import torch
 
-    from napari_dlmicro.core.events import Notice
+    from napari_dlmicro.core.runtime.events import Notice
 
     img, _ = nuclei
     x = normalize_percentile(img[:200, :232])[..., None]
@@ -119,7 +119,8 @@ def test_z_stack_goes_plane_by_plane_without_offsetting_classes(model, nuclei):
 def test_stored_name_loads_from_the_store(semantic_folder, tmp_path, nuclei):
     import shutil
 
-    from napari_dlmicro.core.models.store import list_models, store_dir
+    from napari_dlmicro.core.models.store import list_models
+    from napari_dlmicro.core.models.paths import store_dir
 
     shutil.copytree(semantic_folder, store_dir() / "classes")
     assert any(m.name == "classes" and m.kind == "semantic" for m in list_models())
@@ -129,7 +130,7 @@ def test_stored_name_loads_from_the_store(semantic_folder, tmp_path, nuclei):
 
 def _untrained(folder, ndim: int, channels: int = 1):
     from napari_dlmicro.core.models.folder import save_model_folder
-    from napari_dlmicro.core.models.semantic import SemanticNet
+    from napari_dlmicro.core.models.semantic.network import SemanticNet
     from napari_dlmicro.core.nets.unet import UNetConfig
 
     unet = UNetConfig(ndim=ndim, in_channels=channels, depth=1, filters=4, pool=(2,) * ndim)
@@ -173,8 +174,8 @@ def test_cli_segment_with_a_semantic_folder_writes_labels(semantic_folder, nucle
 
 def test_semantic_training_normalises_as_the_job_does(nuclei):
     """The trainer's normalisation is the job's default one (1st/99.8th percentile over the image)."""
-    from napari_dlmicro.core.normalize import percentile_range
-    from napari_dlmicro.core.train_segmentation import normalized
+    from napari_dlmicro.core.data.normalize import percentile_range
+    from napari_dlmicro.core.data.normalize import normalized
 
     img, _ = nuclei
     lo, hi = percentile_range(img, SegmentJob.norm_low, SegmentJob.norm_high)

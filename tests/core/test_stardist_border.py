@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from napari_dlmicro.core.models.cache import get_segmenter
-from napari_dlmicro.core.models.stardist import BORDER, _tile_candidates
-from napari_dlmicro.core.tiling import Tile
+from napari_dlmicro.core.models.stardist.segmenter import BORDER, _tile_candidates
+from napari_dlmicro.core.data.tiling import Tile
 
 
 def test_border_grid_pixels_seed_objects_only_when_asked():
@@ -22,11 +22,9 @@ def test_border_grid_pixels_seed_objects_only_when_asked():
 
 
 def test_trained_models_seed_up_to_the_border_and_keep_it_when_saved(trained_stardist, tmp_path):
-    from napari_dlmicro.core.events import run_to_end
-    from napari_dlmicro.core.models.stardist_train import (
-        StarDistTraining,
-        train_stardist,
-    )
+    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+    from napari_dlmicro.core.models.stardist.train import train_stardist
 
     model = get_segmenter(trained_stardist, torch.device("cpu"))
     x = np.random.default_rng(0).random((64, 64), np.float32)

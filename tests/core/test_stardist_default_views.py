@@ -4,14 +4,12 @@ import json
 import numpy as np
 import torch
 
-from napari_dlmicro.core.events import run_to_end
+from napari_dlmicro.core.runtime.events import run_to_end
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.models.loader import load_segmenter
-from napari_dlmicro.core.models.stardist_thresholds import (
-    optimize_thresholds,
-    set_thresholds,
-)
-from napari_dlmicro.core.models.stardist_train import StarDistTraining, train_stardist
+from napari_dlmicro.core.models.stardist.thresholds import optimize_thresholds, set_thresholds
+from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+from napari_dlmicro.core.models.stardist.train import train_stardist
 
 
 def _square_pair():
@@ -33,7 +31,7 @@ def test_a_trained_2d_model_saves_and_loads_its_views(tmp_path):
 
 
 def test_thresholds_keep_the_views_and_are_tuned_with_them(trained_stardist, monkeypatch):
-    from napari_dlmicro.core.models import stardist_thresholds
+    from napari_dlmicro.core.models.stardist import thresholds as stardist_thresholds
 
     model = load_segmenter(trained_stardist)  # a copy of its own: thresholds change below
     assert model.default_settings()["views"] == 8  # the suite's model was trained here

@@ -3,17 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dlmicro.core.cancel import CancelToken
-from napari_dlmicro.core.datasets import Pair
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.data.training_sets import Pair
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.events import Metrics, run_to_end
-from napari_dlmicro.core.models.stardist_io import load_ours
-from napari_dlmicro.core.models.stardist_train import StarDistTraining, train_stardist
-from napari_dlmicro.core.normalize import normalize_percentile
-from napari_dlmicro.core.train_segmentation import (
-    SegmentationTraining,
-    train_segmentation,
-)
+from napari_dlmicro.core.runtime.events import Metrics, run_to_end
+from napari_dlmicro.core.models.stardist.folder import load_ours
+from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+from napari_dlmicro.core.models.stardist.train import train_stardist
+from napari_dlmicro.core.data.normalize import normalize_percentile
+from napari_dlmicro.core.jobs.train import train_job
 
 SMALL = dict(depth=2, filters=16, patch=64, batch=4, lr=3e-3)
 
@@ -36,10 +34,10 @@ def test_short_run_improves_validation_over_untrained(halves, tmp_path):
 
 
 def test_trained_model_beats_untrained_f1(trained_stardist, right_half):
-    from napari_dlmicro.core.metrics import f1_at
-    from napari_dlmicro.core.models.stardist import StarDistSegmenter
-    from napari_dlmicro.core.models.stardist_train import build_network
-    from napari_dlmicro.core.segment import segment
+    from napari_dlmicro.core.evaluation.segmentation import f1_at
+    from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
+    from napari_dlmicro.core.models.stardist.train import build_network
+    from napari_dlmicro.core.jobs.segment import segment
 
     img, gt = right_half
     untrained = StarDistSegmenter(build_network(StarDistTraining(**SMALL), 2, 1)[0], name="untrained")
@@ -67,7 +65,7 @@ def test_time_budget_is_honoured(halves, tmp_path, monkeypatch):
     """The loop stops when its (simulated) clock says the budget is spent, then validates and saves."""
     import itertools
 
-    from napari_dlmicro.core import train as shared
+    from napari_dlmicro.core.training import budget as shared
 
     clock = itertools.count(0.0, 0.25)  # every look at the clock: a quarter of a second later
     monkeypatch.setattr(shared.Budget, "elapsed", lambda self: next(clock))
@@ -109,17 +107,18 @@ def test_bad_training_input(halves, trained_stardist, tmp_path):
     with pytest.raises(UserError, match="differ"):
         run_to_end(train_stardist([x[:100]], [y], settings=StarDistTraining(**SMALL)))
     vol = np.stack([y, y])
-    spec = SegmentationTraining(init=str(trained_stardist), epochs=1, patch=64)
+    spec = {"epochs": 1, "patch": 64}
     with pytest.raises(UserError, match="2D model"):
-        run_to_end(train_segmentation([Pair("v", np.stack([x, x]), vol)], spec))
+        run_to_end(train_job("stardist", [Pair("v", np.stack([x, x]), vol)], spec, init=str(trained_stardist)))
     with pytest.raises(UserError, match="mixes"):
-        run_to_end(train_segmentation([Pair("a", x, y), Pair("v", np.stack([x, x]), vol)], spec))
+        run_to_end(train_job("stardist", [Pair("a", x, y), Pair("v", np.stack([x, x]), vol)], spec,
+                             init=str(trained_stardist)))
     with pytest.raises(UserError, match="too few"):
-        run_to_end(train_segmentation([Pair("a", x[:40, :40], y[:40, :40])], spec))
+        run_to_end(train_job("stardist", [Pair("a", x[:40, :40], y[:40, :40])], spec, init=str(trained_stardist)))
 
 
 def test_3d_stardist_trains_and_segments(tmp_path):
-    from napari_dlmicro.core.segment import segment
+    from napari_dlmicro.core.jobs.segment import segment
 
     rng = np.random.default_rng(0)
     lab = np.zeros((16, 64, 64), np.uint16)
@@ -136,7 +135,7 @@ def test_3d_stardist_trains_and_segments(tmp_path):
 
 
 def test_best_checkpoint_sees_outlines_not_only_detections():
-    from napari_dlmicro.core.models.stardist_train import _rank
+    from napari_dlmicro.core.models.stardist.train import _rank
 
     early = {"f1": 0.87, "f1_07": 0.36, "val_loss": 0.73, "train_loss": 0.7}  # finds nuclei, outlines poor
     late = {"f1": 0.85, "f1_07": 0.80, "val_loss": 0.57, "train_loss": 0.4}
@@ -144,7 +143,7 @@ def test_best_checkpoint_sees_outlines_not_only_detections():
 
 
 def test_threshold_choice_ignores_one_object_of_noise():
-    from napari_dlmicro.core.models.stardist_thresholds import choose
+    from napari_dlmicro.core.models.stardist.thresholds import choose
 
     scores = {(0.5, 0.4): 0.90, (0.6, 0.3): 0.92, (0.3, 0.3): 0.80}
     assert choose(scores, n_true=20) == (0.5, 0.4)  # 0.02 better is less than one object in 20

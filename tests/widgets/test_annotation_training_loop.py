@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from napari_dlmicro.core.datasets import summarize
+from napari_dlmicro.core.data.training_sets import summarize
 from napari_dlmicro.core.models.store import list_models
 
 

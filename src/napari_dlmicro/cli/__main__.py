@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from napari_dlmicro.cli import main
 
 sys.exit(main())

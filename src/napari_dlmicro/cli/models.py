@@ -1,7 +1,10 @@
-"""``napari-dlmicro models``: the pretrained catalogue and the stored models."""
+"""``napari-dlmicro models``: the pretrained catalogue and the stored models, with where each lives."""
 from __future__ import annotations
 
-from ..core.models.store import cache_dir, list_models, store_dir
+import argparse
+
+from napari_dlmicro.core.models.paths import cache_dir, store_dir
+from napari_dlmicro.core.models.store import list_models
 
 
 def add_parser(sub) -> None:
@@ -10,7 +13,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print one line per model: name, kind, state, location."""
     models = list_models()
     width = max(len(m.name) for m in models)

@@ -1,13 +1,37 @@
-"""``napari-dlmicro segment``: instance (or semantic class) segmentation of TIFF files, headless."""
+"""``napari-dlmicro segment IMAGE... -m MODEL -o OUTDIR``: labels and measurements for every image, headless."""
 from __future__ import annotations
 
+import argparse
 import sys
-from pathlib import Path
 
-from ..core.devices import resolve_device
-from ..core.models.cache import get_segmenter
-from ..core.segment import segment_file_job
-from .common import add_device_flag, expand_inputs, run_with_progress
+from napari_dlmicro.cli.common import (
+    add_device_flag,
+    add_setting_flags,
+    given,
+    output_folder,
+    run_with_progress,
+    setting_type,
+)
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.files import tiff_files
+from napari_dlmicro.core.jobs.segment import SEGMENT_SETTINGS
+from napari_dlmicro.core.jobs.segment_files import segment_files_job
+from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models.registry import Task, kinds
+from napari_dlmicro.core.runtime.devices import resolve_device
+
+_JOB = {s.name: s for s in SEGMENT_SETTINGS}
+
+
+def model_settings() -> list:
+    """Every segmenting kind's settings, each flag once (the loaded model says which apply)."""
+    seen, out = set(), []
+    for kind in kinds(Task.SEGMENT):
+        for s in kind.predict_settings:
+            if s.name not in seen:
+                seen.add(s.name)
+                out.append((kind.title, s))
+    return out
 
 
 def add_parser(sub) -> None:
@@ -18,38 +42,44 @@ def add_parser(sub) -> None:
     p.add_argument("-m", "--model", required=True,
                    help="catalogue name (stardist:2D_versatile_fluo, cellpose:cpsam, …), a stored model, "
                         "or a model folder/file (StarDist, Cellpose or semantic)")
-    p.add_argument("-o", "--outdir", required=True, type=Path)
+    p.add_argument("-o", "--outdir", required=True, help="output folder (created if needed)")
     add_device_flag(p)
-    p.add_argument("--tile", type=int, default=1024, help="tile size in pixels (0: whole image)")
+    add_setting_flags(p, [_JOB["tile"], _JOB["channel"]])
     p.add_argument("--axes", default=None, help="axes of the images, e.g. YX, ZYX, TYX, CYX (default: from the file)")
-    p.add_argument("--channel", type=int, default=None, help="channel to segment with a one-channel model")
-    p.add_argument("--prob-thresh", type=float, default=None, help="StarDist probability threshold")
-    p.add_argument("--nms-thresh", type=float, default=None, help="StarDist overlap threshold")
-    p.add_argument("--views", type=int, default=None, choices=range(1, 9), metavar="{1..8}",
-                   help="2D StarDist: average the network over this many flips and 90° turns (slower, steadier)")
-    p.add_argument("--diameter", type=float, default=None, help="Cellpose object diameter in pixels")
-    p.add_argument("--flow-threshold", type=float, default=None, help="Cellpose flow error threshold")
-    p.add_argument("--cellprob-threshold", type=float, default=None, help="Cellpose cell probability threshold")
-    p.add_argument("--norm", type=float, nargs=2, default=(1.0, 99.8), metavar=("LOW", "HIGH"),
-                   help="normalisation percentiles")
+    p.add_argument("--norm", nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help=f"normalisation percentiles (default: {_JOB['norm_low'].default:g} {_JOB['norm_high'].default:g})")
+    group = p.add_argument_group("model settings (default: the model's own)")
+    for title, s in model_settings():
+        group.add_argument(s.flag, dest=s.name, type=setting_type(s), default=None, metavar=s.name.upper(),
+                           help=f"{title}: {s.help} [{s.range_text()}]")
     p.set_defaults(run=run)
 
 
-def _settings(args) -> dict[str, float]:
-    names = ("prob_thresh", "nms_thresh", "views", "diameter", "flow_threshold", "cellprob_threshold")
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+def _norm(args) -> tuple[float, float]:
+    if args.norm is None:
+        return _JOB["norm_low"].default, _JOB["norm_high"].default
+    return _JOB["norm_low"].check(args.norm[0]), _JOB["norm_high"].check(args.norm[1])
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Segment every input; one line per file on stdout."""
-    files = expand_inputs(args.images)
+    files = tiff_files(args.images)
+    outdir = output_folder(args.outdir)
     model = get_segmenter(args.model, resolve_device(args.device))
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(files, 1):
-        job = segment_file_job(path, args.outdir, model, axes=args.axes, channel=args.channel,
-                               settings=_settings(args), tile=args.tile or None,
-                               norm_low=args.norm[0], norm_high=args.norm[1])
-        labels_path, _, result = run_with_progress(job, f"[{i}/{len(files)}] {path.name}")
-        print(f"{path}: {result.n_objects} {'classes' if result.class_map else 'objects'} -> {labels_path}")
-        sys.stdout.flush()
+    settings = {name: value for name, value in given(args, [s for _, s in model_settings()]).items()}
+    own = {s.name for s in model.info.settings}
+    foreign = sorted(set(settings) - own)
+    if foreign:
+        flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
+        raise UserError(f"{flags} do(es) not apply to {model.info.name} ({model.info.kind})",
+                        f"use {', '.join('--' + n.replace('_', '-') for n in sorted(own)) or 'no model settings'}")
+    low, high = _norm(args)
+    tile = args.tile if args.tile is not None else _JOB["tile"].default
+    done = run_with_progress(lambda token: segment_files_job(
+        files, outdir, model, token, axes=args.axes, channel=args.channel, settings=settings, tile=tile or None,
+        norm_low=low, norm_high=high), "segmenting")
+    for f in done:
+        what = "classes" if f.result.class_map else "objects"
+        print(f"{f.source}: {f.result.n_objects} {what} -> {f.labels}")
+    sys.stdout.flush()
     return 0

@@ -1,88 +1,72 @@
-"""``napari-dlmicro train KIND --images DIR [--targets DIR] -o MODELDIR``.
+"""``napari-dlmicro train KIND --images DIR [--masks DIR | --targets DIR] -o MODELDIR [settings]``.
 
-Kinds are looked up in :data:`TRAINERS` (kind -> function(args) -> int), so a
-module for another kind (stardist, cellpose) adds itself with
-:func:`register` and its own extra flags through :data:`EXTRA_FLAGS`.
+One sub-command per kind of the registry, each with the flags its settings
+declare (defaults and ranges included), so ``train stardist --help`` lists
+exactly what StarDist takes. Pairs are matched by file name.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
 
-from ..core.errors import UserError
-from .common import add_device_flag, run_with_progress
+from napari_dlmicro.cli.common import add_device_flag, add_setting_flags, given, run_with_progress
+from napari_dlmicro.core.jobs.train import read_training_data, train_job
+from napari_dlmicro.core.models.registry import BUDGET, KINDS, Kind, TrainsOn
 
-TRAINERS: dict[str, Callable] = {}
-EXTRA_FLAGS: list[Callable] = []  # functions(parser) adding kind-specific flags
-
-
-def register(kind: str, trainer: Callable) -> None:
-    """Make ``napari-dlmicro train KIND`` call ``trainer(args)``."""
-    TRAINERS[kind] = trainer
-
-
-def train_restoration_files(kind: str, images: str, targets: str | None, out: str, minutes: float | None = None,
-                            epochs: int | None = None, patch: int = 64, val_fraction: float | None = None,
-                            device: str = "auto", batch_size: int = 16, axes: str | None = None,
-                            progress: bool = True, learning_rate: float | None = None):
-    """Train N2V or CARE on TIFF files of a folder (CARE: pairs matched by name); returns the TrainResult."""
-    from ..core.events import run_to_end
-    from ..core.restoration_data import read_restoration_files
-    from ..core.restoration_train import TrainSettings, train_restoration
-
-    data, target_data, axes, files = read_restoration_files(kind, images, targets, axes)
-    if val_fraction is None:
-        val_fraction = TrainSettings.val_fraction
-    settings = TrainSettings(kind=kind, axes=axes, minutes=minutes if epochs is None else None, epochs=epochs,
-                             patch=patch, val_fraction=val_fraction, device=device, batch_size=batch_size,
-                             learning_rate=learning_rate)
-    job = train_restoration(data, target_data, settings, save_to=out)
-    result = run_with_progress(job, f"train {kind}") if progress else run_to_end(job)
-    result.model.config.setdefault("data", {"images": [f.name for f in files]})
-    return result
-
-
-def _run_restoration(args) -> int:
-    result = train_restoration_files(args.kind, args.images, args.targets, args.out, args.minutes, args.epochs,
-                                     args.patch or 64, args.val_fraction, args.device, args.batch_size, args.axes,
-                                     learning_rate=args.lr)
-    print(f"saved {args.kind} model to {result.folder} (validation loss {result.best_val_loss:.4g}, "
-          f"{result.model.config.get('steps', 0)} steps)")
-    return 0
-
-
-register("n2v", _run_restoration)
-register("care", _run_restoration)
+DATA_HELP = {
+    TrainsOn.MASKS: "--masks DIR (label images named like the images), or --images alone for a training-set "
+                    "folder (images/ + masks/, or Cellpose's *_masks.tif)",
+    TrainsOn.CLASS_MAPS: "--masks DIR (class maps named like the images: 0 background, 1..K classes)",
+    TrainsOn.TARGETS: "--targets DIR (target images named like the inputs)",
+    TrainsOn.IMAGES: "the noisy images alone",
+}
 
 
 def add_parser(subparsers) -> None:
-    """Add ``train`` to the ``napari-dlmicro`` command."""
-    p = subparsers.add_parser("train", help="train a model on a folder of images (pairs matched by file name)")
-    p.add_argument("kind", choices=sorted(TRAINERS) + [k for k in ("stardist", "cellpose", "semantic") if k not in TRAINERS],
-                   help="what to train")
-    p.add_argument("--images", required=True, help="folder (or file) of training images")
-    p.add_argument("--targets", help="folder of target images for CARE, named like the inputs")
-    p.add_argument("-o", "--out", required=True, help="model folder to write")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default 3)")
-    budget.add_argument("--epochs", type=int, default=None, help="number of epochs instead of a time budget")
-    p.add_argument("--patch", type=int, default=None, help="patch size in pixels")
-    p.add_argument("--val-fraction", type=float, default=None,
-                   help="fraction held out for validation (default: the kind's own, 0.1)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--axes", default=None, help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
-    add_device_flag(p)
-    for add in EXTRA_FLAGS:
-        add(p)
-    p.set_defaults(run=run)
+    """Add ``train`` with one sub-command per kind."""
+    p = subparsers.add_parser("train", help="train a model on images and their masks or targets")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind in KINDS.values():
+        _add_kind(kinds, kind)
 
 
-def run(args) -> int:
-    """Dispatch to the trainer of ``args.kind``."""
-    trainer = TRAINERS.get(args.kind)
-    if trainer is None:
-        raise UserError(f"training {args.kind} is not available in this build", f"use one of {', '.join(TRAINERS)}")
-    if args.minutes is None and args.epochs is None:
-        args.minutes = 3.0
-    return int(trainer(args) or 0)
+def settings_of(kind: Kind, args: argparse.Namespace) -> dict:
+    """The settings given on the command line for ``kind`` (what is not given keeps its default)."""
+    return given(args, kind.train_settings)
 
-from . import train_segmentation  # noqa: F401 - registers the stardist and cellpose kinds
+
+def _add_kind(kinds, kind: Kind) -> None:
+    k = kinds.add_parser(kind.name, help=f"{kind.title}: {kind.description}",
+                         description=f"Train {kind.title} ({kind.description}) on {DATA_HELP[kind.trains_on]}.")
+    k.add_argument("--images", required=True, help="folder (or file) of training images")
+    if kind.trains_on in (TrainsOn.MASKS, TrainsOn.CLASS_MAPS):
+        k.add_argument("--masks", default=None, help=DATA_HELP[kind.trains_on])
+        k.add_argument("--init", default=None, help="continue from this model (stored name, folder or catalogue name)")
+    if kind.trains_on is TrainsOn.TARGETS:
+        k.add_argument("--targets", required=True, help=DATA_HELP[kind.trains_on])
+    if kind.trains_on in (TrainsOn.TARGETS, TrainsOn.IMAGES):
+        k.add_argument("--axes", default=None, help="axes of the images (YX, ZYX, TYX, CYX, ...); default: from the files")
+    k.add_argument("-o", "--out", required=True, help="model folder to write")
+    add_device_flag(k)
+    budget = [s for s in kind.train_settings if s.name in BUDGET]
+    rest = [s for s in kind.train_settings if s.name not in BUDGET]
+    add_setting_flags(k.add_mutually_exclusive_group(), budget)
+    add_setting_flags(k, rest, f"{kind.title} settings")
+    k.set_defaults(run=run, command="train")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the data, train, and say where the model went."""
+    kind = KINDS[args.kind]
+    data = read_training_data(kind.name, args.images, getattr(args, "masks", None), getattr(args, "targets", None),
+                              getattr(args, "axes", None))
+    result = run_with_progress(lambda token: train_job(
+        kind.name, data, settings_of(kind, args), out=args.out, init=getattr(args, "init", None),
+        device=args.device, token=token), f"train {kind.name}")
+    if result.folder is None:
+        print(f"{kind.name}: stopped before the first step; nothing was saved")
+        return 1
+    score = result.score()
+    extra = f" (validation score {score:.3f})" if score is not None else (
+        f" (validation loss {result.best_val_loss:.4g})" if result.best_val_loss != float("inf") else "")
+    print(f"saved {kind.name} model to {result.folder}{extra}; {result.steps} steps")
+    return 0

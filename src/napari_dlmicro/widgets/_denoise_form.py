@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.settings import load_settings, save_settings
+from napari_dlmicro.core.preferences import load_settings, save_settings
 
 SECTION = "denoise"
 
@@ -53,7 +53,7 @@ class DenoiseSettingsForm(QWidget):
         self.axes.setPlaceholderText("auto (YX, ZYX, TYX, CYX, ...)")
         self.channels = QComboBox()
         self.channels.addItems(["independent", "joint"])
-        from ..core.restoration_train import LEARNING_RATES, TrainSettings
+        from napari_dlmicro.core.models.restoration.train import LEARNING_RATES, TrainSettings
 
         d = TrainSettings()  # the dock starts from the same defaults as the CLI and the Python API
         self.minutes = dspin(0.05, 600, d.minutes or 3.0, 0.5)
@@ -133,7 +133,7 @@ class DenoiseSettingsForm(QWidget):
 
     def train_settings(self, axes: str | None, max_threads: int | None):
         """The :class:`TrainSettings` these values describe."""
-        from ..core.restoration_train import TrainSettings
+        from napari_dlmicro.core.models.restoration.train import TrainSettings
 
         v = self.values()
         return TrainSettings(kind=v["kind"], axes=axes, channels=v["channels"], minutes=v["minutes"],

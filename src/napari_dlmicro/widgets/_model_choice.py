@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import UserError
-from ..core.events import format_eta
-from ..core.models.folder import read_config
-from ..core.models.stardist import stardist_settings
-from ..core.models.store import CATALOGUE
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.runtime.events import format_eta
+from napari_dlmicro.core.models.folder import read_config
+from napari_dlmicro.core.models.stardist.segmenter import stardist_settings
+from napari_dlmicro.core.models.catalogue import CATALOGUE
 
 CPU_WARN_S = 20.0  # ask before a Cellpose-SAM run expected to take longer than this per plane
 
@@ -30,7 +30,7 @@ def model_kind(ref: str) -> str:
 def settings_for(kind: str):
     """The user-facing settings (thresholds) of a kind of model."""
     if kind == "cellpose":
-        from ..core.models.cellpose import SETTINGS
+        from napari_dlmicro.core.models.cellpose.settings import SETTINGS
 
         return SETTINGS
     if kind == "semantic":  # a class per pixel: no thresholds to tune
@@ -42,8 +42,8 @@ def confirm_cpu_cost(parent, device: str, job) -> bool:
     """Ask before a Cellpose-SAM run that would take long on the CPU; True to go ahead."""
     if model_kind(str(job.model)) != "cellpose" or device not in ("auto", "cpu"):
         return True
-    from ..core.devices import resolve_device
-    from ..core.models.cellpose import cpu_cost_estimate
+    from napari_dlmicro.core.runtime.devices import resolve_device
+    from napari_dlmicro.core.models.cellpose.segmenter import cpu_cost_estimate
 
     if resolve_device(job.device).type != "cpu":
         return True

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QWidget
 
-from ..core.models.base import Setting
+from napari_dlmicro.core.models.base import Setting
 
 DEFAULT = "model default"
 

@@ -17,10 +17,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.events import Metrics, Preview, Progress, format_eta
-from ._denoise_form import DenoiseSettingsForm
-from ._line_plot import LinePlot, Panel
-from ._status_line import StatusLine
+from napari_dlmicro.core.runtime.events import (
+    Metrics,
+    Preview,
+    Progress,
+    format_eta,
+)
+from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
+from napari_dlmicro.widgets._line_plot import LinePlot, Panel
+from napari_dlmicro.widgets._status_line import StatusLine
 
 NONE = "—"
 
@@ -99,7 +104,7 @@ class DenoiseWidget(QWidget):
             combo.blockSignals(False)
 
     def _refresh_models(self) -> None:
-        from ..core.models.store import list_models
+        from napari_dlmicro.core.models.store import list_models
 
         self.models.clear()
         self.models.addItems([m.name for m in list_models() if m.kind in ("n2v", "care")])
@@ -119,12 +124,12 @@ class DenoiseWidget(QWidget):
     # ------------------------------------------------------------ training
     def _preview_spec(self, layer, axes: str | None):
         """(sample index, region) of the field in view: a crop around the camera centre."""
-        from ..core.axes import default_axes
+        from napari_dlmicro.core.io.axes import default_axes
 
         data = layer.data
         axes = axes or default_axes(data.ndim, data.shape)
         spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
-        from .view_region import camera
+        from napari_dlmicro.widgets.view_region import camera
 
         cam = camera(self.viewer)
         centre = layer.world_to_data(cam.center if len(cam.center) == data.ndim
@@ -142,8 +147,8 @@ class DenoiseWidget(QWidget):
 
     def train(self) -> None:
         """Start training on the chosen layer(s), or on CARE pairs from two folders."""
-        from ..core.models.store import store_dir
-        from ..workers import start_job
+        from napari_dlmicro.core.models.paths import store_dir
+        from napari_dlmicro.workers import start_job
 
         settings = self.form.train_settings(self._axes(None), max(1, (os.cpu_count() or 1) - 1))  # a core for napari
         kind, folders = settings.kind, self.form.pair_folders if settings.kind == "care" else None
@@ -175,7 +180,7 @@ class DenoiseWidget(QWidget):
 
     @staticmethod
     def _layer_job(image, targets, settings, folder, spec):
-        from ..core.restoration_train import train_restoration
+        from napari_dlmicro.core.models.restoration.train import train_restoration
 
         return lambda token: train_restoration([image], targets, settings, token, folder, spec)
 
@@ -184,8 +189,8 @@ class DenoiseWidget(QWidget):
         """Read the pairs in the worker (not on the GUI thread), then train on them."""
         from dataclasses import replace
 
-        from ..core.restoration_data import read_restoration_files
-        from ..core.restoration_train import train_restoration
+        from napari_dlmicro.core.data.samples import read_restoration_files
+        from napari_dlmicro.core.models.restoration.train import train_restoration
 
         def job(token):
             images, targets, axes, _ = read_restoration_files("care", folders[0], folders[1], settings.axes)
@@ -244,7 +249,7 @@ class DenoiseWidget(QWidget):
         self._busy(False)
         self.job = None
         if cancelled and self._folder is not None and (self._folder / "config.json").is_file():
-            from ..core.models.restoration import load_restoration
+            from napari_dlmicro.core.models.restoration.network import load_restoration
 
             self.model = load_restoration(self._folder)
             self.status.setText(f"cancelled: the best model so far is saved in {self._folder}")
@@ -255,8 +260,8 @@ class DenoiseWidget(QWidget):
     # ------------------------------------------------------------ applying
     def load_model(self) -> None:
         """Load the model chosen in the list of stored models."""
-        from ..core.errors import UserError
-        from ..core.models.restoration import load_restoration
+        from napari_dlmicro.core.errors import UserError
+        from napari_dlmicro.core.models.restoration.network import load_restoration
 
         try:
             self.model = load_restoration(self.models.currentText())
@@ -266,8 +271,8 @@ class DenoiseWidget(QWidget):
 
     def apply(self) -> None:
         """Denoise the chosen layer (every time point) into a float32 layer next to it."""
-        from ..core.denoise import apply_job
-        from ..workers import start_job
+        from napari_dlmicro.core.jobs.denoise import apply_job
+        from napari_dlmicro.workers import start_job
 
         layer = self._layer(self.image)
         if layer is None or self.model is None:
@@ -333,9 +338,9 @@ class DenoiseWidget(QWidget):
 
     def apply_to_folder(self, src: str, dst: str) -> None:
         """Denoise every TIFF of ``src`` into ``dst/<stem>_denoised.tif`` in a worker."""
-        from ..cli.denoise import denoise_files
-        from ..core.models.restoration import save_restoration
-        from ..workers import start_job
+        from napari_dlmicro.cli.denoise import denoise_files
+        from napari_dlmicro.core.models.restoration.network import save_restoration
+        from napari_dlmicro.workers import start_job
 
         if self.model is None:
             self.status.setText("train or load a model first")

@@ -18,10 +18,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import UserError
-from ..core.metrics import error_mask, score, table
-from ..workers import JobHandle, start_job
-from ._line_plot import LinePlot, Panel
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.evaluation.segmentation import error_mask, score, table
+from napari_dlmicro.workers import JobHandle, start_job
+from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 
 ERRORS_SUFFIX = " [errors]"
 

@@ -28,21 +28,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import offload
-from ..core.datasets import load_pairs, summarize
-from ..core.devices import DEVICE_CHOICES
-from ..core.errors import UserError
-from ..core.events import Metrics, Progress, format_eta
-from ..core.models.store import list_models, store_dir
-from ..core.settings import load_settings, save_settings
-from ..core.train import AUGMENTATION_TIPS, AUGMENTATIONS
-from ..core.train_segmentation import SegmentationTraining, train_segmentation
-from ..workers import JobHandle, start_job
-from ._folder_row import FolderRow
-from ._line_plot import LinePlot, Panel
-from ._status_line import StatusLine
-from .annotation import AnnotationWidget
-from .segmentation import SegmentationWidget
+from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.data.training_sets import load_pairs, summarize
+from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.runtime.events import Metrics, Progress, format_eta
+from napari_dlmicro.core.models.store import list_models
+from napari_dlmicro.core.models.paths import store_dir
+from napari_dlmicro.core.preferences import load_settings, save_settings
+from napari_dlmicro.core.data.augment import AUGMENTATION_TIPS, AUGMENTATIONS
+from napari_dlmicro.core.jobs.train import SegmentationTraining, train_segmentation
+from napari_dlmicro.workers import JobHandle, start_job
+from napari_dlmicro.widgets._folder_row import FolderRow
+from napari_dlmicro.widgets._line_plot import LinePlot, Panel
+from napari_dlmicro.widgets._status_line import StatusLine
+from napari_dlmicro.widgets.annotation import AnnotationWidget
+from napari_dlmicro.widgets.segmentation import SegmentationWidget
 
 SECTION = "training"
 DEFAULTS = SegmentationTraining()  # the form's values before the user changes any
@@ -268,7 +269,7 @@ def _import_quietly(module: str) -> None:
 
 
 def _preload_cellpose() -> None:
-    from ..core.models.cellpose_weights import import_cellpose
+    from napari_dlmicro.core.models.cellpose.weights import import_cellpose
 
     try:
         import_cellpose()  # guards the import against a crash between two LLVMs
@@ -289,11 +290,11 @@ def _warm_up() -> None:
     import torch
 
     for module in ("safetensors.torch", "skimage.segmentation", "skimage.util",
-                   "napari_dlmicro.core.models.stardist_train",
-                   "napari_dlmicro.core.models.stardist_io", "napari_dlmicro.core.train_segmentation"):
+                   "napari_dlmicro.core.models.stardist.train",
+                   "napari_dlmicro.core.models.stardist.folder", "napari_dlmicro.core.jobs.train"):
         _import_quietly(module)
 
-    from ..core.train import avoid_triton_crash
+    from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
 
     offload.warm_up()
     avoid_triton_crash()

@@ -7,21 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cancel import CancelToken
-from ..events import Job
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One user-facing knob of a model, with its default and range."""
-
-    name: str
-    label: str
-    default: float
-    minimum: float
-    maximum: float
-    step: float = 0.01
-    tooltip: str = ""
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.events import Job
+from napari_dlmicro.core.settings import Setting
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .base import Segmenter
-from .loader import load_segmenter
+from napari_dlmicro.core.models.base import Segmenter
+from napari_dlmicro.core.models.loader import load_segmenter
 
 _LOCK = threading.Lock()
 _CACHE: OrderedDict[tuple, Segmenter] = OrderedDict()

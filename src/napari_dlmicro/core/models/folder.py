@@ -7,17 +7,14 @@ renamed into place, so a crash never leaves half a model.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..errors import UserError
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.atomic import write_folder_atomically
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -74,29 +71,6 @@ def save_model_folder(folder: Path, config: dict[str, Any], net: nn.Module) -> P
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=_jsonable))
 
     write_folder_atomically(folder, write)
-    return folder
-
-
-def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
-    """Let ``write`` fill a temporary sibling of ``folder``, then swap it into place.
-
-    An existing folder is replaced only once the new one is complete.
-    """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        write(tmp)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

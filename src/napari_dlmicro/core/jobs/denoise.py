@@ -1,0 +1,179 @@
+"""Apply a Noise2Void or CARE model to an image, a layer or a folder: tiles, time points, channels.
+
+``denoise_job`` yields an image :class:`Preview` per finished sample (placed
+where it belongs in the output) and a :class:`Progress` per tile, and returns a
+float32 array of the input's shape, in the input's units; :func:`apply_job`
+adds display limits and quality scores for a dock; :func:`denoise_files_job`
+denoises a list of files into a folder, one finished file at a time.
+NaN pixels of the input stay NaN in the output.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_dlmicro.core.data.samples import Layout, from_samples, sample_region, to_samples
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.evaluation.restoration import compare
+from napari_dlmicro.core.io.files import image_name
+from napari_dlmicro.core.io.tiff_read import read_image
+from napari_dlmicro.core.io.tiff_write import write_image
+from napari_dlmicro.core.jobs.train import train_job
+from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
+from napari_dlmicro.core.models.restoration.train import RestorationData
+from napari_dlmicro.core.models.restoration.predict import DEFAULT_TILE, predict_sample, tiles_of
+from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.devices import resolve_device
+from napari_dlmicro.core.runtime.events import Job, Preview, PreviewKind, Progress, ProgressClock, relay, run_to_end
+from napari_dlmicro.core.runtime.threads import set_cpu_threads
+from napari_dlmicro.core.settings import Setting
+from napari_dlmicro.core.training.result import StopReason
+
+
+DENOISE_SETTINGS = (
+    Setting("tile", "Tile", DEFAULT_TILE, int, 0, 16384, 128, "Tile size in pixels (0: whole samples at once); "
+            "lower it if memory runs out"),
+)
+
+
+def check_compatible(model: RestorationModel, samples: Sequence[np.ndarray], layout: Layout) -> None:
+    """A clear error when the image does not suit the model (dimensions, channels)."""
+    ndim = len(layout.spatial)
+    if ndim != model.ndim:
+        what = {2: "2D (YX)", 3: "3D (ZYX)"}
+        remedy = ("to denoise a stack plane by plane, call its Z axis T (axes TYX)" if model.ndim == 2
+                  else "train a 2D model for 2D images")
+        raise UserError(f"the model is {what[model.ndim]} but the image is {what.get(ndim, ndim)} "
+                        f"(axes {layout.axes})", remedy)
+    if samples and samples[0].shape[0] != model.n_channels:
+        raise UserError(f"the model expects {model.n_channels} channel(s) per sample but gets "
+                        f"{samples[0].shape[0]} (channels {layout.channels})",
+                        "choose the channel mode the model was trained with, or a matching model")
+
+
+def denoise_job(model: RestorationModel, image: np.ndarray, axes: str | None = None,
+                channels: str | None = None, tile: int | None = DEFAULT_TILE, tta: bool = False,
+                token: CancelToken = NEVER, clock: ProgressClock | None = None) -> Job:
+    """Denoise every time point (and channel) of ``image``; returns float32 in the input's axes."""
+    channels = channels or model.config.get("channels", "independent")
+    samples, layout = to_samples(image, axes, channels)
+    check_compatible(model, samples, layout)
+    per_sample = tiles_of(model, samples[0].shape[1:], tile)
+    clock = clock or ProgressClock(len(samples) * per_sample, "denoising")
+    start = clock.total - len(samples) * per_sample
+    outputs = []
+    for i, sample in enumerate(samples):
+        out = yield from relay(predict_sample(model, sample, tile, tta, token, clock, start + i * per_sample),
+                               lambda ev, i=i: _sample_progress(ev, i, len(samples)))
+        outputs.append(out)
+        region, data = sample_region(layout, i, out)
+        yield Preview(data, region, PreviewKind.IMAGE)
+    return from_samples(outputs, layout)
+
+
+def _sample_progress(ev: Progress, i: int, n: int) -> Progress:
+    if n == 1:
+        return ev
+    return Progress(ev.done, ev.total, f"sample {i + 1}/{n}, {ev.message}", ev.eta_s, ev.elapsed_s)
+
+
+def contrast_limits(image: np.ndarray) -> tuple[float, float]:
+    """Display limits for a denoised image: its 0.5 and 99.8 percentiles of finite pixels."""
+    finite = image[np.isfinite(image)]
+    if finite.size > 1_000_000:  # a strided subsample is plenty for two percentiles
+        finite = finite[:: finite.size // 1_000_000]
+    lo, hi = (float(v) for v in np.percentile(finite, [0.5, 99.8])) if finite.size else (0.0, 1.0)
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+@dataclass
+class Applied:
+    """A denoised image, its display limits and, given a ground truth, PSNR/SSIM of input and output."""
+
+    image: np.ndarray
+    limits: tuple[float, float]
+    scores: dict[str, Any] = field(default_factory=dict)
+    score_error: str = ""
+
+
+def apply_job(model: RestorationModel, image: np.ndarray, axes: str | None = None, truth: np.ndarray | None = None,
+              tta: bool = False, token: CancelToken = NEVER) -> Job:
+    """:func:`denoise_job`, then display limits and (given ``truth``) the quality scores; returns :class:`Applied`.
+
+    The scores run through ``offload.call``, out of a GUI's way.
+    """
+    out = yield from denoise_job(model, image, axes, tile=DEFAULT_TILE, tta=tta, token=token)
+    result = Applied(out, contrast_limits(out))
+    if truth is not None:
+        try:
+            result.scores = offload.call(compare, truth, image, out, token=token)
+        except UserError as exc:
+            result.score_error = str(exc)
+    return result
+
+
+def denoise_files_job(files: Sequence[str | Path], out_dir: str | Path, model: RestorationModel,
+                      axes: str | None = None, tile: int | None = DEFAULT_TILE, tta: bool | None = None,
+                      token: CancelToken = NEVER) -> Job:
+    """Denoise TIFF files into ``out_dir/<stem>_denoised.tif`` (float32); returns the files written.
+
+    Each file is written whole (atomically) as soon as it is done: a cancel
+    keeps the finished files and leaves no partial one.
+    """
+    tta = model.kind == "n2v" if tta is None else tta
+    clock = ProgressClock(len(files) * 1000, "denoising")  # a thousand ticks a file
+    written: list[Path] = []
+    for k, f in enumerate(map(Path, files)):
+        token.check()
+        im = read_image(f)
+        file_axes = (axes or im.axes).replace("S", "C")
+        samples, _ = to_samples(im.data, file_axes, model.config.get("channels", "independent"))
+        per_file = len(samples) * tiles_of(model, samples[0].shape[1:], tile)
+        inner = ProgressClock(per_file, f"{f.name}")
+        job = denoise_job(model, im.data, file_axes, tile=tile, tta=tta, token=token, clock=inner)
+        out = yield from relay(job, lambda ev, k=k, f=f: clock.tick(
+            k * 1000 + int(ev.fraction * 1000), f"file {k + 1}/{len(files)}: {f.name}"))
+        written.append(write_image(Path(out_dir) / f"{image_name(f)}_denoised.tif", out, im.scale, file_axes,
+                                   im.unit or "µm", im.channel_names))
+        yield clock.tick((k + 1) * 1000, f"{len(written)} of {len(files)} file(s) written")
+    return written
+
+
+def denoise(image: np.ndarray, model: RestorationModel | str | Path, axes: str | None = None,
+            channels: str | None = None, tile: int | None = DEFAULT_TILE, tta: bool = False,
+            device: str = "auto") -> np.ndarray:
+    """Denoise ``image`` with a model (object, folder or stored name); float32, input's shape."""
+    if not isinstance(model, RestorationModel):
+        model = load_restoration(model, resolve_device(device))
+    if model.device.type == "cpu":
+        set_cpu_threads()
+    with torch.inference_mode():
+        return run_to_end(denoise_job(model, image, axes, channels, tile, tta))
+
+
+def n2v_files_job(files: Sequence[str | Path], out_dir: str | Path, settings: dict[str, Any] | None = None,
+                  save_model: str | Path | None = None, axes: str | None = None, device: str = "auto",
+                  tile: int | None = DEFAULT_TILE, token: CancelToken = NEVER) -> Job:
+    """Train Noise2Void on the files themselves, then denoise them; returns the files written.
+
+    The model is saved to ``save_model`` when given. A cancel during training
+    keeps the best model so far (saved when asked) and denoises nothing.
+    """
+    files = [Path(f) for f in files]
+    images = [read_image(f) for f in files]
+    axes_set = {im.axes for im in images}
+    if axes is None and len(axes_set) > 1:
+        raise UserError(f"the inputs have different axes ({', '.join(sorted(axes_set))})",
+                        "train N2V on images of one kind, or give --axes")
+    data = RestorationData([im.data for im in images], None, axes or images[0].axes.replace("S", "C"),
+                           [f.name for f in files])
+    result = yield from train_job("n2v", data, settings or {}, out=save_model, device=device, token=token)
+    if result.stopped is StopReason.CANCELLED:
+        return []
+    return (yield from denoise_files_job(files, out_dir, result.model, axes, tile, tta=True, token=token))

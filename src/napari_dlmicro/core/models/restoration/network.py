@@ -1,0 +1,176 @@
+"""The image-to-image model shared by Noise2Void and CARE: network, folder, prediction.
+
+The network is the shared U-Net with a 1x1 convolution head (and, for CARE,
+a residual connection from input to output). A :class:`RestorationModel`
+bundles the network with its ``config.json`` dictionary, which holds the
+normalisation, so that prediction maps pixels back into the input's units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
+from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
+
+KINDS = ("n2v", "care")
+VERSION = 1
+
+
+class RestorationNet(nn.Module):
+    """U-Net body, a 1x1 convolution to ``n_out`` channels, optional residual."""
+
+    def __init__(self, unet: UNetConfig, n_out: int, residual: bool) -> None:
+        super().__init__()
+        self.body = UNet(unet)
+        self.head = conv_nd(unet.ndim)(unet.filters, n_out, 1)
+        self.residual = bool(residual and unet.in_channels == n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(self.body(x))
+        return y + x if self.residual else y
+
+
+def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, n2v2: bool = False) -> UNetConfig:
+    """The U-Net used for denoising unless asked otherwise.
+
+    ``n2v2`` selects the N2V2 layout: max-blur-pooling and no top-level skip.
+    """
+    return UNetConfig(ndim=ndim, in_channels=n_channels, depth=depth, filters=filters,
+                      pool=(2,) * ndim, act="relu", last_act="relu",
+                      pool_mode="blur" if n2v2 else "max", top_skip=not n2v2)
+
+
+@dataclass
+class RestorationModel:
+    """A trained (or training) restoration network and its configuration."""
+
+    net: RestorationNet
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return str(self.config["kind"])
+
+    @property
+    def ndim(self) -> int:
+        return int(self.config["unet"]["ndim"])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.config["unet"]["in_channels"])
+
+    @property
+    def div_by(self) -> tuple[int, ...]:
+        return UNetConfig.from_dict(self.config["unet"]).div_by
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def input_range(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``lo, hi`` used to normalise ``sample`` (C, *spatial)."""
+        norm = self.config["normalization"]
+        if norm.get("input_mode") == "per_image":
+            from napari_dlmicro.core.data.normalize import percentile_range
+
+            lo, hi = percentile_range(sample, *norm["percentiles"], axis=tuple(range(1, sample.ndim)))
+            return lo.reshape(-1), hi.reshape(-1)
+        return np.asarray(norm["input"]["low"], np.float32), np.asarray(norm["input"]["high"], np.float32)
+
+    def output_range(self, in_lo: np.ndarray, in_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``lo, hi`` that map the network output back to pixel units."""
+        target = self.config["normalization"].get("target")
+        if target is None:
+            return in_lo, in_hi
+        return np.asarray(target["low"], np.float32), np.asarray(target["high"], np.float32)
+
+
+def build_model(kind: str, ndim: int, n_channels: int, depth: int = 2, filters: int = 32,
+                extra: dict[str, Any] | None = None, n2v2: bool = False) -> RestorationModel:
+    """A fresh, untrained model of ``kind`` ('n2v' or 'care'); ``n2v2`` picks the N2V2 network layout."""
+    if kind not in KINDS:
+        raise UserError(f"unknown restoration model kind '{kind}'", f"use one of {', '.join(KINDS)}")
+    unet = default_unet(ndim, n_channels, depth, filters, n2v2)
+    residual = kind == "care"
+    config = {"kind": kind, "version": VERSION, "unet": unet.to_dict(), "n_out": n_channels,
+              "residual": residual, "axes": "ZYX"[3 - ndim:], **(extra or {})}
+    return RestorationModel(RestorationNet(unet, n_channels, residual), config)
+
+
+def net_from_config(config: dict[str, Any]) -> RestorationNet:
+    """A fresh network of the shape that ``config`` describes (weights untrained)."""
+    unet = UNetConfig.from_dict(config["unet"])
+    return RestorationNet(unet, int(config.get("n_out", unet.in_channels)), bool(config.get("residual")))
+
+
+def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
+    """Write the model folder (config.json with normalisation and history + weights)."""
+    return save_model_folder(Path(folder), model.config, model.net)
+
+
+def load_restoration(folder: str | Path, device: torch.device | None = None) -> RestorationModel:
+    """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        from napari_dlmicro.core.models.paths import store_dir
+
+        if (store_dir() / str(folder)).is_dir():
+            folder = store_dir() / str(folder)
+    if folder.is_file():
+        raise UserError(f"'{folder.name}' is a file, not a model folder",
+                        "pick the folder that holds config.json and weights.safetensors")
+    config = read_config(folder)
+    kind = config.get("kind")
+    if kind not in KINDS:
+        raise UserError(f"'{folder.name}' holds a {kind or 'unknown'} model, which cannot denoise or restore",
+                        "pick a Noise2Void or CARE model folder, or train one")
+    for key in ("unet", "normalization"):
+        if key not in config:
+            raise UserError(f"config.json in '{folder.name}' lacks '{key}'", "re-save or re-train the model")
+    try:
+        net = net_from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"config.json in '{folder.name}' describes a network this version cannot build ({exc})",
+                        "update napari-dlmicro, or re-train the model") from None
+    load_safetensors(net, folder)
+    net.eval()
+    return RestorationModel(net.to(device or torch.device("cpu")), config)
+
+
+def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool = True,
+                 tta: bool = False) -> np.ndarray:
+    """Run the network on one normalised (C, *spatial) array; sizes must fit ``div_by``.
+
+    ``tta`` averages the predictions of the flipped and rotated YX plane
+    (eight views on square tiles, two otherwise), which lowers the residual noise.
+    """
+    from napari_dlmicro.core.runtime.devices import autocast
+
+    device = model.device
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
+    if use_channels_last and t.ndim == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    model.net.eval()
+    with torch.inference_mode(), autocast(device):
+        if not tta:
+            out = model.net(t).float()
+        else:
+            square = t.shape[-1] == t.shape[-2]
+            acc, n = torch.zeros_like(t[:, :1].expand(-1, model.config["n_out"], *t.shape[2:])).float(), 0
+            for k in range(4 if square else 1):
+                for flip in (False, True):
+                    v = torch.rot90(t, k, dims=(-2, -1))
+                    v = torch.flip(v, dims=(-1,)) if flip else v
+                    y = model.net(v).float()
+                    y = torch.flip(y, dims=(-1,)) if flip else y
+                    acc += torch.rot90(y, -k, dims=(-2, -1))
+                    n += 1
+            out = acc / n
+    return out[0].cpu().numpy()

@@ -1,0 +1,144 @@
+"""Stopping a job: *cancel* (stop now, keep what is done) and *stop* (finish the unit, keep the best).
+
+A :class:`CancelToken` is shared between the GUI (or CLI) and a running job.
+
+- ``cancel()`` asks the job to end as soon as it can: every loop over tiles,
+  views, planes, frames, blocks, files and training steps calls ``check()``,
+  which raises :class:`Cancelled`; long library calls that cannot yield run
+  through :func:`run_blocking` or :func:`cancellable_forward`, which notice the
+  token from inside. What was finished is kept (tiles already shown, files
+  already written, the best checkpoint already saved).
+- ``stop()`` asks a training job to end gracefully: it finishes the step it is
+  in, validates, keeps its best weights, tunes what it tunes (StarDist's
+  thresholds), saves and returns its result. Jobs without such an ending treat
+  a stop like a cancel.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+from ..errors import Cancelled
+
+
+class CancelToken:
+    """A thread-safe pair of flags: ``cancel()`` and ``stop()`` from any thread, checked in the job."""
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+        self._stop = threading.Event()
+
+    def cancel(self) -> None:
+        """End the job as soon as possible, keeping what is finished."""
+        self._cancel.set()
+        self._stop.set()
+
+    def stop(self) -> None:
+        """End a training job after its current step: validate, keep the best, save."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once ``cancel()`` was called."""
+        return self._cancel.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` or ``cancel()`` was called."""
+        return self._stop.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if cancellation was asked for."""
+        if self._cancel.is_set():
+            raise Cancelled("cancelled by the user")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking at once on cancel; True if cancelled."""
+        return self._cancel.wait(seconds)
+
+
+class _Never(CancelToken):
+    """A token nobody cancels, for headless calls without one."""
+
+    def cancel(self) -> None:  # pragma: no cover - a shared default must never be set
+        raise RuntimeError("NEVER is shared by every headless call and cannot be cancelled; make a CancelToken")
+
+    def stop(self) -> None:  # pragma: no cover
+        raise RuntimeError("NEVER cannot be stopped; make a CancelToken")
+
+
+NEVER: CancelToken = _Never()
+
+
+def run_blocking(
+    fn: Callable[[Callable[[Any], None]], Any],
+    token: CancelToken,
+    poll_s: float = 0.05,
+) -> Generator[Any, None, Any]:
+    """Run ``fn(emit)`` in a helper thread and yield what it emits; returns its value.
+
+    ``fn`` gets an ``emit`` callback to report events from inside the blocking
+    call; ``emit`` raises :class:`Cancelled` once the token is cancelled, which
+    unwinds ``fn`` at its next report. The caller does not wait for that: on
+    cancel this generator raises :class:`Cancelled` within ``poll_s`` and the
+    helper thread finishes (and its result is dropped) in the background. A
+    daemon thread, so it never holds up the end of the process.
+    """
+    events: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def emit(event: Any) -> None:
+        token.check()
+        events.put(event)
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(emit)
+        except BaseException as exc:  # re-raised in the job's own thread below
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=target, name="dlmicro-blocking", daemon=True)
+    thread.start()
+    while not finished.is_set() or not events.empty():
+        try:
+            yield events.get(timeout=poll_s)
+        except queue.Empty:
+            pass
+        token.check()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+@contextlib.contextmanager
+def cancellable_forward(module: Any, token: CancelToken, also: Callable[[], None] | None = None) -> Iterator[None]:
+    """Check ``token`` before every sub-module of a torch network runs, forward and backward.
+
+    A forward pass over a big tile (or a Cellpose-SAM ViT on a CPU, seconds a
+    tile) is one call; with these hooks a cancel unwinds it at the next layer,
+    so the work between two checks is one layer's, not one network's.
+    ``also`` is called at each check too (a training step's time budget).
+    """
+    def before(*_: Any) -> None:
+        token.check()
+        if also is not None:
+            also()
+
+    handles = []
+    for child in module.modules():
+        if child is module or not list(child.children()):
+            handles.append(child.register_forward_pre_hook(before))
+            if hasattr(child, "register_full_backward_pre_hook") and any(
+                    p.requires_grad for p in child.parameters(recurse=False)):
+                handles.append(child.register_full_backward_pre_hook(before))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

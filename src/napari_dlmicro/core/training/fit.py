@@ -1,0 +1,240 @@
+"""The one training loop: every kind's trainer is a :class:`Trainer` that :func:`fit` drives.
+
+A trainer says what one step, one validation and one save are; the loop owns
+everything else, the same for every kind:
+
+- the budget (minutes or epochs) and the learning-rate schedule over it;
+- when to validate (every epoch; under a time budget at most every
+  ``validate_every_s``), the history (one row per validation) and the
+  checkpoint keeper, which writes the best weights so far as they come;
+- the two ways to end early, through the :class:`CancelToken`: *stop*
+  finishes the step, validates, keeps the best, tunes and saves; *cancel*
+  ends at once with the best checkpoint already on disk (and the current
+  weights when nothing was validated yet);
+- the events: :class:`Progress` with an ETA, :class:`Metrics` (the step loss
+  and learning rate a few times a second, a row per validation), previews.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from ..errors import Cancelled
+from ..runtime.cancel import CancelToken
+from ..runtime.events import Job, Metric, Metrics, Notice, Preview, ProgressClock
+from .budget import Budget
+from .keeper import BestKeeper
+from .result import StopReason, TrainResult
+from .schedule import warmup_cosine
+
+EVENT_EVERY_S = 0.25  # progress and step-loss events at most this often
+
+
+class OutOfTime(Exception):
+    """Raised inside a long step when the wall-clock budget is spent (see :meth:`Trainer.check_time`)."""
+
+
+class Trainer(ABC):
+    """One model kind's training, as :func:`fit` drives it.
+
+    Subclasses set :attr:`kind`, :attr:`lr` and :attr:`steps_per_epoch` and
+    implement :meth:`step`, :meth:`validate`, :meth:`weights`,
+    :meth:`load_weights` and :meth:`save`; the rest has defaults.
+    """
+
+    kind: str = "model"
+    lr: float = 1e-3  # where the schedule starts
+    warmup: float = 0.03  # fraction of the budget spent warming up
+    lr_floor: float = 0.05  # where the cosine ends, as a fraction of ``lr``
+    steps_per_epoch: int = 50
+    validate_every_s: float | None = None  # under a time budget, validate at most this often
+    validate_first: bool = False  # score the starting weights (the first point of the curve)
+    continued: bool = False  # started from a trained model: its score is a floor
+    tolerance: float = 0.0  # the keeper's tolerance (see BestKeeper)
+    checkpoint_every_s: float = 5.0  # at most one checkpoint write this often
+    keep_last_at_budget: bool = False  # a run that spends its budget ends with its last (validated) weights
+    finish_cost: float = 0.0  # reserve this many validations' time at the end of a time budget
+    preview_every_s: float | None = None  # how often :meth:`preview` is called (None: never)
+    budget: Budget | None = None  # set by :func:`fit`
+
+    def check_time(self) -> None:
+        """Raise :class:`OutOfTime` once a wall-clock budget is spent: for steps long enough to overrun it."""
+        if self.budget is not None and self.budget.timed and self.budget.done(0):
+            raise OutOfTime()
+
+    def begin(self) -> None:
+        """Called once before the first step (threads, memory formats)."""
+
+    def end(self) -> None:
+        """Called once at the end, whatever happened (threads back)."""
+
+    def set_lr(self, lr: float) -> None:
+        """Set the optimiser's learning rate."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @abstractmethod
+    def step(self, fraction: float) -> float:
+        """One optimisation step at ``fraction`` (0..1) of the budget; returns its loss."""
+
+    @abstractmethod
+    def validate(self, token: CancelToken) -> dict[str, float]:
+        """Scores of the current weights (:class:`Metric` names); may check ``token``."""
+
+    def rank(self, row: dict[str, float]) -> tuple:
+        """How good a validation row is; higher is better. Default: the lower validation loss."""
+        return (-row.get(Metric.VAL_LOSS, row.get(Metric.TRAIN_LOSS, 0.0)),)
+
+    @abstractmethod
+    def weights(self) -> dict:
+        """The weights to keep (a state dict, detached by the keeper)."""
+
+    @abstractmethod
+    def load_weights(self, state: dict) -> None:
+        """Put kept weights back into the network."""
+
+    def finish(self, token: CancelToken, history: list[dict[str, float]]) -> Job:
+        """Work after the kept weights are loaded (threshold tuning); returns entries for ``best``."""
+        return {}
+        yield  # a generator
+
+    @abstractmethod
+    def save(self, folder: Path, history: list[dict[str, float]], best: dict[str, float], info: dict[str, Any]) -> None:
+        """Write the model folder (atomically), with its history and ``info`` (steps, seconds, stopped)."""
+
+    def model(self) -> Any:
+        """What the run returns as its model (a predictor ready to use)."""
+        return None
+
+    def preview(self) -> Preview | None:
+        """A preview of the current weights' output, or None."""
+        return None
+
+
+def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Path | None = None) -> Job:
+    """Train with ``trainer`` within ``budget``; yields events, returns a :class:`TrainResult`."""
+    folder = Path(save_to) if save_to is not None else None
+    history: list[dict[str, float]] = []
+    state = {"step": 0, "losses": []}
+
+    def save_checkpoint() -> None:
+        if folder is not None and keeper.state is not None:
+            current = trainer.weights()
+            trainer.load_weights(keeper.state)
+            try:
+                trainer.save(folder, history, _row_at(history, keeper.step),
+                             _info(state["step"], budget, "checkpoint"))
+            finally:
+                trainer.load_weights(current)
+
+    keeper = BestKeeper(save_checkpoint, trainer.checkpoint_every_s, trainer.tolerance)
+    clock = ProgressClock(budget.total_steps(0), "training")
+    stopped = StopReason.BUDGET
+    trainer.budget = budget
+    trainer.begin()
+    try:
+        try:
+            if trainer.validate_first:
+                row = yield from _validation(trainer, token, budget, state)
+                history.append(row)
+                yield Metrics(0, row)
+                if trainer.continued:  # a continued model must not be replaced by worse weights
+                    keeper.offer(trainer.rank(row), trainer.weights(), 0, start=True)
+            last_val, last_event = 0.0, budget.elapsed()
+            last_preview = last_event
+            step = 0
+            while not budget.done(step):
+                token.check()
+                if token.stopping:
+                    stopped = StopReason.STOPPED
+                    break
+                lr = warmup_cosine(budget.fraction(step), trainer.lr, trainer.warmup, trainer.lr_floor)
+                trainer.set_lr(lr)
+                loss = trainer.step(budget.fraction(step))
+                step = state["step"] = step + 1
+                state["losses"].append(float(loss))
+                now = budget.elapsed()
+                epoch_end = step % trainer.steps_per_epoch == 0
+                due = epoch_end and (not budget.timed or trainer.validate_every_s is None
+                                     or now - last_val >= trainer.validate_every_s)
+                if now - last_event >= EVENT_EVERY_S or due:
+                    last_event = now
+                    clock.total = budget.total_steps(step)
+                    yield Metrics(step, {Metric.STEP_LOSS: float(loss), Metric.LR: lr})
+                    yield clock.tick(step, f"step {step}, loss {loss:.4g}")
+                if due:
+                    row = yield from _validation(trainer, token, budget, state)
+                    last_val = budget.elapsed()
+                    history.append(row)
+                    yield Metrics(step, row)
+                    keeper.offer(trainer.rank(row), trainer.weights(), step)
+                if trainer.preview_every_s is not None and now - last_preview >= trainer.preview_every_s:
+                    last_preview = now
+                    preview = trainer.preview()
+                    if preview is not None:
+                        yield preview
+            if step and (not history or history[-1][Metric.STEP] != step):
+                row = yield from _validation(trainer, token, budget, state)  # the last weights, validated too
+                history.append(row)
+                yield Metrics(step, row)
+                keeper.offer(trainer.rank(row), trainer.weights(), step)
+            if trainer.keep_last_at_budget and stopped is StopReason.BUDGET and step and history:
+                keeper.keep(trainer.weights(), step, trainer.rank(history[-1]))
+        except OutOfTime:  # the budget ran out inside a step: that step is dropped
+            if keeper.state is None and state["step"] > 0:
+                keeper.keep(trainer.weights(), state["step"])
+        except Cancelled:
+            stopped = StopReason.CANCELLED
+            if keeper.state is None and state["step"] > 0:
+                keeper.keep(trainer.weights(), state["step"])  # nothing validated yet: the weights reached
+        step = state["step"]
+        if keeper.state is not None:
+            trainer.load_weights(keeper.state)
+        best = dict(_row_at(history, keeper.step))
+        saved = folder is not None and (step > 0 or trainer.continued)
+        if stopped is not StopReason.CANCELLED and step > 0:
+            try:
+                best.update((yield from trainer.finish(token, history)))
+            except Cancelled:
+                stopped = StopReason.CANCELLED
+            except Exception:
+                if saved:  # what was trained is never lost to a failure after it
+                    trainer.save(folder, history, best, _info(step, budget, "failed"))
+                raise
+        if saved:
+            trainer.save(folder, history, best, _info(step, budget, stopped.value))
+        elif folder is not None:
+            yield Notice("stopped before the first training step: no model was saved")
+        if stopped is not StopReason.BUDGET:
+            yield Notice(f"training {stopped.value} at step {step}: kept the weights of step {keeper.step}")
+        clock.total = max(step, 1)
+        yield clock.tick(clock.total, "done")
+        return TrainResult(trainer.kind, trainer.model(), folder if saved else None, history, best, stopped, step,
+                           budget.elapsed())
+    finally:
+        trainer.end()
+
+
+def _validation(trainer: Trainer, token: CancelToken, budget: Budget, state: dict) -> Job:
+    """A validation row: the step, epoch, time and mean training loss, then the trainer's scores."""
+    t0 = time.perf_counter()
+    losses = state["losses"]
+    row: dict[str, float] = {Metric.STEP: float(state["step"]), Metric.EPOCH: state["step"] / trainer.steps_per_epoch,
+                             Metric.SECONDS: budget.elapsed(),
+                             Metric.TRAIN_LOSS: float(sum(losses) / len(losses)) if losses else float("nan")}
+    row.update(trainer.validate(token))
+    state["losses"] = []
+    if trainer.finish_cost:
+        budget.reserve(trainer.finish_cost * (time.perf_counter() - t0) + 2.0)
+    return row
+    yield  # a generator, so a validation can later report progress
+
+
+def _row_at(history: list[dict[str, float]], step: int) -> dict[str, float]:
+    return next((r for r in history if r[Metric.STEP] == step), {})
+
+
+def _info(step: int, budget: Budget, stopped: str) -> dict[str, Any]:
+    return {"steps": step, "seconds": budget.elapsed(), "stopped": stopped}
