@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_dlmicro.core.data.normalize import normalize_percentile
+from napari_dlmicro.core.models.cellpose.segmenter import load_cellpose, network_work, pretrained_location
 from napari_dlmicro.core.runtime.cancel import NEVER
 from napari_dlmicro.core.runtime.devices import resolve_device
-from napari_dlmicro.core.runtime.threads import set_cpu_threads
 from napari_dlmicro.core.runtime.events import Progress, run_to_end
-from napari_dlmicro.core.models.cellpose.segmenter import load_cellpose, network_work, pretrained_location
-from napari_dlmicro.core.data.normalize import normalize_percentile
+from napari_dlmicro.core.runtime.threads import set_cpu_threads
 
 
 def synthetic_cells(size: int, seed: int = 0) -> np.ndarray:

@@ -32,10 +32,10 @@ def baselines(noisy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
 
 def ours(noisy: np.ndarray, clean: np.ndarray, minutes: float, device: str, **extra) -> tuple[float, float]:
     """(PSNR, patches/s) of our N2V trained for ``minutes`` (``extra``: TrainSettings overrides)."""
-    from napari_dlmicro.core.jobs.denoise import denoise
-    from napari_dlmicro.core.runtime.events import run_to_end
     from napari_dlmicro.core.evaluation.restoration import psnr
+    from napari_dlmicro.core.jobs.denoise import denoise
     from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
+    from napari_dlmicro.core.runtime.events import run_to_end
 
     s = TrainSettings(minutes=minutes, device=device, **extra)
     result = run_to_end(train_restoration([noisy], None, s))
@@ -61,10 +61,10 @@ def checkerboard_db(denoised: np.ndarray, clean: np.ndarray) -> float:
 
 def checkerboards(noisy: np.ndarray, clean: np.ndarray, minutes: float, device: str) -> None:
     """Train N2V's pixel replacements and networks for ``minutes`` each; print PSNR and checkerboard peak."""
-    from napari_dlmicro.core.jobs.denoise import denoise
-    from napari_dlmicro.core.runtime.events import run_to_end
     from napari_dlmicro.core.evaluation.restoration import psnr
+    from napari_dlmicro.core.jobs.denoise import denoise
     from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
+    from napari_dlmicro.core.runtime.events import run_to_end
 
     print(f"{'input':44s} checkerboard {checkerboard_db(noisy, clean):5.1f} dB")
     for name, extra in (("N2V: random neighbour", {"strategy": "n2v"}),

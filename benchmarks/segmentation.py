@@ -24,12 +24,12 @@ def _model(args):
     import torch
     from stardist.data import test_image_nuclei_2d
 
-    from napari_dlmicro.core.runtime.devices import resolve_device
-    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.data.normalize import normalize_percentile
     from napari_dlmicro.core.models.cache import get_segmenter
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import train_stardist_2d
-    from napari_dlmicro.core.data.normalize import normalize_percentile
+    from napari_dlmicro.core.runtime.devices import resolve_device
+    from napari_dlmicro.core.runtime.events import run_to_end
 
     device = resolve_device(args.device)
     if args.model:
@@ -44,9 +44,9 @@ def _model(args):
 
 def time_stardist(model, image: np.ndarray, tile: int | None, repeats: int = 3, views: int = 1) -> dict[str, float]:
     """Median seconds of the network (candidates; ``views`` test-time views) and of NMS + rendering."""
+    from napari_dlmicro.core.data.normalize import normalize_percentile
     from napari_dlmicro.core.runtime.cancel import NEVER
     from napari_dlmicro.core.runtime.events import run_to_end
-    from napari_dlmicro.core.data.normalize import normalize_percentile
 
     x = normalize_percentile(image)[..., None]
     th = model.default_settings()

@@ -53,7 +53,7 @@ def _tensorflow_stardist():
         import stardist.models  # noqa: F401
         import tensorflow  # noqa: F401
         from csbdeep.utils.tf import IS_KERAS_3_PLUS
-    except Exception as exc:  # noqa: BLE001 - any import failure means "skip"
+    except Exception as exc:
         return f"TensorFlow StarDist does not import here ({type(exc).__name__}: {exc})"
     if IS_KERAS_3_PLUS:
         return ("TensorFlow runs Keras 3, whose weight files differ from the Keras 2 files of official "
@@ -132,9 +132,9 @@ def _build_and_train(name: str, basedir: Path, steps: int):
 def _compare(name: str, basedir: Path, steps: int, device) -> dict:
     from stardist.matching import matching
 
+    from napari_dlmicro.core.models.stardist.folder import load_official
     from napari_dlmicro.core.runtime.cancel import NEVER
     from napari_dlmicro.core.runtime.events import run_to_end
-    from napari_dlmicro.core.models.stardist.folder import load_official
 
     t0 = time.perf_counter()
     model, folder, image = _build_and_train(name, basedir, steps)

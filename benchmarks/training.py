@@ -47,12 +47,12 @@ def train_and_score(minutes: float, out: str | None, seed: int = 0):
 
     The validation rows are the Training dock's default fraction, cut as the dock cuts a single image.
     """
-    from napari_dlmicro.core.runtime.events import Metrics, run_to_end
+    from napari_dlmicro.core.data.normalize import normalize_percentile
     from napari_dlmicro.core.evaluation.segmentation import score
+    from napari_dlmicro.core.jobs.segment import segment
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import train_stardist
-    from napari_dlmicro.core.data.normalize import normalize_percentile
-    from napari_dlmicro.core.jobs.segment import segment
+    from napari_dlmicro.core.runtime.events import Metrics, run_to_end
 
     img, gt = nuclei()
     half = img.shape[1] // 2

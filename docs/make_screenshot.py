@@ -18,11 +18,11 @@ def main(model: str | None = None) -> None:
     if model is None:
         from stardist.data import test_image_nuclei_2d
 
-        from napari_dlmicro.core.runtime.events import run_to_end
+        from napari_dlmicro.core.data.normalize import normalize_percentile
         from napari_dlmicro.core.models.stardist.folder import save_stardist
         from napari_dlmicro.core.models.stardist.settings import StarDistTraining
         from napari_dlmicro.core.models.stardist.train import train_stardist_2d
-        from napari_dlmicro.core.data.normalize import normalize_percentile
+        from napari_dlmicro.core.runtime.events import run_to_end
 
         img, gt = test_image_nuclei_2d(return_mask=True)
         half = img.shape[1] // 2

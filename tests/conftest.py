@@ -27,11 +27,11 @@ def nuclei():
 @pytest.fixture(scope="session")
 def trained_stardist(nuclei, tmp_path_factory):
     """A small StarDist trained briefly on the left half of the nuclei image, saved as our folder."""
-    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.data.normalize import normalize_percentile
     from napari_dlmicro.core.models.stardist.folder import save_stardist
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import train_stardist_2d
-    from napari_dlmicro.core.data.normalize import normalize_percentile
+    from napari_dlmicro.core.runtime.events import run_to_end
 
     img, gt = nuclei
     half = img.shape[1] // 2

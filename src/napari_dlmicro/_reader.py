@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from napari_dlmicro.core.io.files import TIFF_SUFFIXES
-from napari_dlmicro.core.io.tiff_read import ImageData, layer_scale, read_image, split_channels
 from napari_dlmicro.core.io.tiff_metadata import UM, layer_axes
+from napari_dlmicro.core.io.tiff_read import ImageData, layer_scale, read_image, split_channels
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathLike = str | list[str]

@@ -5,10 +5,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.axes import default_axes
-from napari_dlmicro.core.io.tiff_write import write_labels
+from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.tiff_metadata import um_per
+from napari_dlmicro.core.io.tiff_write import write_labels
 
 
 def write_labels_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

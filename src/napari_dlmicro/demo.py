@@ -27,10 +27,10 @@ def _model_for_demo(log):
         log(f"{exc}\nOffline: training a small StarDist on the sample's left half for 2 minutes instead.")
     from stardist.data import test_image_nuclei_2d
 
-    from napari_dlmicro.core.runtime.events import run_to_end
+    from napari_dlmicro.core.data.normalize import normalize_percentile
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import train_stardist_2d
-    from napari_dlmicro.core.data.normalize import normalize_percentile
+    from napari_dlmicro.core.runtime.events import run_to_end
 
     img, gt = test_image_nuclei_2d(return_mask=True)
     half = img.shape[1] // 2
@@ -45,8 +45,8 @@ def headless(out: Path) -> int:
 
     from napari_dlmicro.cli.common import run_with_progress
     from napari_dlmicro.core.io.tiff_write import write_labels
-    from napari_dlmicro.core.labels.measure import write_csv
     from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
+    from napari_dlmicro.core.labels.measure import write_csv
 
     img, gt = test_image_nuclei_2d(return_mask=True)
     model = _model_for_demo(print)

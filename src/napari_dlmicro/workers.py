@@ -20,9 +20,9 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import CancelToken
-from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.runtime.events import (
     Event,
     Job,

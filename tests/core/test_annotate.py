@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from napari_dlmicro.core.labels import edit as A
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.labels import edit as A
 
 
 @pytest.fixture

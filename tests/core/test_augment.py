@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.data.augment import _turned_crop, augment_pair, parse_augment, random_crop
+from napari_dlmicro.core.errors import UserError
 
 
 def disks(shape=(96, 80), n=12, seed=0):

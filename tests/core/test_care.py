@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
-from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import run_to_end
+from napari_dlmicro.core.evaluation.restoration import psnr, quality
 from napari_dlmicro.core.io.files import pair_by_name
+from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.models.restoration.care import check_pairs
 from napari_dlmicro.core.models.restoration.network import load_restoration
-from napari_dlmicro.core.evaluation.restoration import psnr, quality
 from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
+from napari_dlmicro.core.runtime.events import run_to_end
 
 FAST = dict(kind="care", patch=32, batch_size=8, filters=16, steps_per_epoch=10, device="cpu")
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.runtime.events import Notice, Progress, run_to_end
 from napari_dlmicro.core.models.cellpose.segmenter import (
     CellposeSegmenter,
     cpu_cost_estimate,
@@ -20,6 +18,8 @@ from napari_dlmicro.core.models.cellpose.segmenter import (
     next_after_oom,
     pretrained_location,
 )
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.events import Notice, Progress, run_to_end
 
 pytest.importorskip("cellpose")
 

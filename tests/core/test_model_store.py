@@ -11,9 +11,9 @@ import torch
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models import catalogue, paths, store
 from napari_dlmicro.core.models.loader import load_segmenter
-from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
 from napari_dlmicro.core.models.stardist.folder import load_ours, save_stardist
 from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
+from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
 from napari_dlmicro.core.nets.unet import UNetConfig
 
 

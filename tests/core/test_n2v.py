@@ -6,19 +6,19 @@ import pytest
 import torch
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
-from napari_dlmicro.core.runtime.cancel import CancelToken
-from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.evaluation.restoration import psnr
+from napari_dlmicro.core.jobs.denoise import denoise
+from napari_dlmicro.core.models.restoration import n2v
+from napari_dlmicro.core.models.restoration.network import build_model, load_restoration, save_restoration
+from napari_dlmicro.core.models.restoration.train import TrainSettings, lr_at, train_restoration
+from napari_dlmicro.core.runtime.cancel import CancelToken
 from napari_dlmicro.core.runtime.events import (
     Metrics,
     Preview,
     Progress,
     run_to_end,
 )
-from napari_dlmicro.core.models.restoration import n2v
-from napari_dlmicro.core.models.restoration.network import build_model, load_restoration, save_restoration
-from napari_dlmicro.core.evaluation.restoration import psnr
-from napari_dlmicro.core.models.restoration.train import TrainSettings, lr_at, train_restoration
 
 FAST = dict(kind="n2v", patch=32, batch_size=8, filters=16, steps_per_epoch=10, learning_rate=2e-3, device="cpu")
 

@@ -6,20 +6,20 @@ import pytest
 import torch
 from stardist.matching import matching
 
-from napari_dlmicro.core.runtime.cancel import CancelToken
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.runtime.events import (
-    Notice,
-    Preview,
-    Progress,
-    run_to_end,
-)
-from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.jobs.segment import (
     SegmentJob,
     _compact_dtype,
     segment,
     segment_job,
+)
+from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.events import (
+    Notice,
+    Preview,
+    Progress,
+    run_to_end,
 )
 
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.data.normalize import normalize_percentile
 from napari_dlmicro.core.data.training_sets import Pair
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.runtime.events import Preview, Progress, run_to_end
-from napari_dlmicro.core.models.loader import load_segmenter
-from napari_dlmicro.core.data.normalize import normalize_percentile
 from napari_dlmicro.core.jobs.segment import SegmentJob, segment, segment_job
+from napari_dlmicro.core.models.loader import load_segmenter
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.events import Preview, Progress, run_to_end
 
 N_CLASSES = 2  # background, nucleus
 
@@ -119,8 +119,8 @@ def test_z_stack_goes_plane_by_plane_without_offsetting_classes(model, nuclei):
 def test_stored_name_loads_from_the_store(semantic_folder, tmp_path, nuclei):
     import shutil
 
-    from napari_dlmicro.core.models.store import list_models
     from napari_dlmicro.core.models.paths import store_dir
+    from napari_dlmicro.core.models.store import list_models
 
     shutil.copytree(semantic_folder, store_dir() / "classes")
     assert any(m.name == "classes" and m.kind == "semantic" for m in list_models())
@@ -174,8 +174,7 @@ def test_cli_segment_with_a_semantic_folder_writes_labels(semantic_folder, nucle
 
 def test_semantic_training_normalises_as_the_job_does(nuclei):
     """The trainer's normalisation is the job's default one (1st/99.8th percentile over the image)."""
-    from napari_dlmicro.core.data.normalize import percentile_range
-    from napari_dlmicro.core.data.normalize import normalized
+    from napari_dlmicro.core.data.normalize import normalized, percentile_range
 
     img, _ = nuclei
     lo, hi = percentile_range(img, SegmentJob.norm_low, SegmentJob.norm_high)

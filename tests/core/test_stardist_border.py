@@ -4,9 +4,9 @@ import json
 import numpy as np
 import torch
 
+from napari_dlmicro.core.data.tiling import Tile
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.models.stardist.segmenter import BORDER, _tile_candidates
-from napari_dlmicro.core.data.tiling import Tile
 
 
 def test_border_grid_pixels_seed_objects_only_when_asked():
@@ -22,9 +22,9 @@ def test_border_grid_pixels_seed_objects_only_when_asked():
 
 
 def test_trained_models_seed_up_to_the_border_and_keep_it_when_saved(trained_stardist, tmp_path):
-    from napari_dlmicro.core.runtime.events import run_to_end
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import train_stardist
+    from napari_dlmicro.core.runtime.events import run_to_end
 
     model = get_segmenter(trained_stardist, torch.device("cpu"))
     x = np.random.default_rng(0).random((64, 64), np.float32)

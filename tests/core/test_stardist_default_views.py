@@ -4,12 +4,12 @@ import json
 import numpy as np
 import torch
 
-from napari_dlmicro.core.runtime.events import run_to_end
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.models.loader import load_segmenter
-from napari_dlmicro.core.models.stardist.thresholds import optimize_thresholds, set_thresholds
 from napari_dlmicro.core.models.stardist.settings import StarDistTraining
+from napari_dlmicro.core.models.stardist.thresholds import optimize_thresholds, set_thresholds
 from napari_dlmicro.core.models.stardist.train import train_stardist
+from napari_dlmicro.core.runtime.events import run_to_end
 
 
 def _square_pair():

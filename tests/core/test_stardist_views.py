@@ -7,9 +7,9 @@ import torch
 from stardist.matching import matching
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.jobs.segment import segment
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.models.stardist.views import averaged_forward, ray_permutations, view_list
-from napari_dlmicro.core.jobs.segment import segment
 
 GRID, DIV, RAYS = (2, 2), (8, 8), 32
 
@@ -84,11 +84,11 @@ def test_cli_segments_with_views(trained_stardist, right_half, tmp_path, capsys)
 
 
 def test_a_3d_model_says_views_do_not_apply_and_runs_once():
-    from napari_dlmicro.core.runtime.cancel import NEVER
-    from napari_dlmicro.core.runtime.events import Notice, run_to_end
     from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import build_network
+    from napari_dlmicro.core.runtime.cancel import NEVER
+    from napari_dlmicro.core.runtime.events import Notice, run_to_end
 
     net, rays = build_network(StarDistTraining(depth=1, filters=8, n_rays=8), 3, 1)
     model = StarDistSegmenter(net, name="tiny-3d", rays=rays)

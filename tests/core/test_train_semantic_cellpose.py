@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from napari_dlmicro.core.data.training_sets import Pair
-from napari_dlmicro.core.runtime.events import run_to_end
 from napari_dlmicro.core.jobs.train import train_job
+from napari_dlmicro.core.runtime.events import run_to_end
 
 
 def test_semantic_unet_learns_classes(nuclei, tmp_path):

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.data.normalize import normalize_percentile
 from napari_dlmicro.core.data.training_sets import Pair
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import Metrics, run_to_end
+from napari_dlmicro.core.jobs.train import train_job
 from napari_dlmicro.core.models.stardist.folder import load_ours
 from napari_dlmicro.core.models.stardist.settings import StarDistTraining
 from napari_dlmicro.core.models.stardist.train import train_stardist
-from napari_dlmicro.core.data.normalize import normalize_percentile
-from napari_dlmicro.core.jobs.train import train_job
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.events import Metrics, run_to_end
 
 SMALL = dict(depth=2, filters=16, patch=64, batch=4, lr=3e-3)
 
@@ -35,9 +35,9 @@ def test_short_run_improves_validation_over_untrained(halves, tmp_path):
 
 def test_trained_model_beats_untrained_f1(trained_stardist, right_half):
     from napari_dlmicro.core.evaluation.segmentation import f1_at
+    from napari_dlmicro.core.jobs.segment import segment
     from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
     from napari_dlmicro.core.models.stardist.train import build_network
-    from napari_dlmicro.core.jobs.segment import segment
 
     img, gt = right_half
     untrained = StarDistSegmenter(build_network(StarDistTraining(**SMALL), 2, 1)[0], name="untrained")

@@ -180,11 +180,11 @@ def test_mixing_2d_and_3d_is_refused_with_a_message(stack, tmp_path):
 
 
 def test_training_dock_refuses_3d_set_for_a_2d_model(make_napari_viewer, qtbot, tmp_path):
-    from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
+    from napari_dlmicro.core.models.paths import store_dir
     from napari_dlmicro.core.models.stardist.folder import save_stardist
+    from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
     from napari_dlmicro.core.models.stardist.settings import StarDistTraining
     from napari_dlmicro.core.models.stardist.train import build_network
-    from napari_dlmicro.core.models.paths import store_dir
     from napari_dlmicro.widgets.training import TrainingWidget
 
     net, _ = build_network(StarDistTraining(depth=1, filters=8, n_rays=8), 2, 1)

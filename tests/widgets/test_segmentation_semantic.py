@@ -8,8 +8,8 @@ import torch
 def _store_semantic(name: str = "classes"):
     """A 2-class semantic model in the store whose head says 'class 1' everywhere."""
     from napari_dlmicro.core.models.folder import save_model_folder
-    from napari_dlmicro.core.models.semantic.network import SemanticNet
     from napari_dlmicro.core.models.paths import store_dir
+    from napari_dlmicro.core.models.semantic.network import SemanticNet
     from napari_dlmicro.core.nets.unet import UNetConfig
 
     unet = UNetConfig(ndim=2, in_channels=1, depth=1, filters=4, pool=(2, 2))

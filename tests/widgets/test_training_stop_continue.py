@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from napari_dlmicro.core.data.training_sets import add_pair
-from napari_dlmicro.core.runtime.events import Metrics
 from napari_dlmicro.core.models import loader
-from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.models.paths import store_dir
+from napari_dlmicro.core.models.store import list_models
+from napari_dlmicro.core.runtime.events import Metrics
 
 
 @pytest.fixture

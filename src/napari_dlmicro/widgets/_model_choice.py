@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import format_eta
+from napari_dlmicro.core.models.catalogue import CATALOGUE
 from napari_dlmicro.core.models.folder import read_config
 from napari_dlmicro.core.models.stardist.segmenter import stardist_settings
-from napari_dlmicro.core.models.catalogue import CATALOGUE
+from napari_dlmicro.core.runtime.events import format_eta
 
 CPU_WARN_S = 20.0  # ask before a Cellpose-SAM run expected to take longer than this per plane
 
@@ -42,8 +42,8 @@ def confirm_cpu_cost(parent, device: str, job) -> bool:
     """Ask before a Cellpose-SAM run that would take long on the CPU; True to go ahead."""
     if model_kind(str(job.model)) != "cellpose" or device not in ("auto", "cpu"):
         return True
-    from napari_dlmicro.core.runtime.devices import resolve_device
     from napari_dlmicro.core.models.cellpose.segmenter import cpu_cost_estimate
+    from napari_dlmicro.core.runtime.devices import resolve_device
 
     if resolve_device(job.device).type != "cpu":
         return True

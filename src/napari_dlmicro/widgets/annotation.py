@@ -30,15 +30,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_dlmicro.core.labels import edit as ops
 from napari_dlmicro.core.data.training_sets import add_pair, summarize
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
+from napari_dlmicro.core.labels import edit as ops
 from napari_dlmicro.core.models.catalogue import CATALOGUE
 from napari_dlmicro.core.models.store import list_models
-from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
 from napari_dlmicro.core.preferences import load_settings, save_settings
-from napari_dlmicro.workers import JobHandle, start_job
 from napari_dlmicro.widgets._folder_row import FolderRow
+from napari_dlmicro.workers import JobHandle, start_job
 
 SECTION = "annotation"
 ROI_NAME = "region of interest"

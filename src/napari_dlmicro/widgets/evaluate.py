@@ -20,8 +20,8 @@ from qtpy.QtWidgets import (
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.evaluation.segmentation import error_mask, score, table
-from napari_dlmicro.workers import JobHandle, start_job
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
+from napari_dlmicro.workers import JobHandle, start_job
 
 ERRORS_SUFFIX = " [errors]"
 

@@ -24,17 +24,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_dlmicro.core.runtime import offload
-from napari_dlmicro.core.io.axes import default_axes
-from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import Preview, Progress, format_eta
+from napari_dlmicro.core.io.axes import default_axes
+from napari_dlmicro.core.jobs.segment import SegmentJob, SegmentResult, segment_job
 from napari_dlmicro.core.labels.measure import write_csv
 from napari_dlmicro.core.models.catalogue import CATALOGUE
 from napari_dlmicro.core.models.store import list_models
-from napari_dlmicro.core.jobs.segment import SegmentJob, SegmentResult, segment_job
 from napari_dlmicro.core.preferences import load_settings, save_settings
-from napari_dlmicro.workers import JobHandle, start_job
+from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
+from napari_dlmicro.core.runtime.events import Preview, Progress, format_eta
 from napari_dlmicro.widgets._layers import (
     ensure_labels_layer,
     output_name,
@@ -45,6 +44,7 @@ from napari_dlmicro.widgets._model_choice import confirm_cpu_cost, model_kind, s
 from napari_dlmicro.widgets._settings_form import SettingsForm
 from napari_dlmicro.widgets._status_line import StatusLine
 from napari_dlmicro.widgets.view_region import camera, visible_region
+from napari_dlmicro.workers import JobHandle, start_job
 
 SECTION = "segmentation"
 SEGMENTING_KINDS = ("stardist", "cellpose", "semantic")  # model kinds the dock lists

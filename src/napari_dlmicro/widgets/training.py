@@ -28,22 +28,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_dlmicro.core.runtime import offload
-from napari_dlmicro.core.data.training_sets import load_pairs, summarize
-from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
-from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import Metrics, Progress, format_eta
-from napari_dlmicro.core.models.store import list_models
-from napari_dlmicro.core.models.paths import store_dir
-from napari_dlmicro.core.preferences import load_settings, save_settings
 from napari_dlmicro.core.data.augment import AUGMENTATION_TIPS, AUGMENTATIONS
+from napari_dlmicro.core.data.training_sets import load_pairs, summarize
+from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.train import SegmentationTraining, train_segmentation
-from napari_dlmicro.workers import JobHandle, start_job
+from napari_dlmicro.core.models.paths import store_dir
+from napari_dlmicro.core.models.store import list_models
+from napari_dlmicro.core.preferences import load_settings, save_settings
+from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
+from napari_dlmicro.core.runtime.events import Metrics, Progress, format_eta
 from napari_dlmicro.widgets._folder_row import FolderRow
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.widgets._status_line import StatusLine
 from napari_dlmicro.widgets.annotation import AnnotationWidget
 from napari_dlmicro.widgets.segmentation import SegmentationWidget
+from napari_dlmicro.workers import JobHandle, start_job
 
 SECTION = "training"
 DEFAULTS = SegmentationTraining()  # the form's values before the user changes any

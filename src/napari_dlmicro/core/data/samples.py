@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_dlmicro.core.io.axes import default_axes, normalize_axes
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.axes import default_axes, normalize_axes
 
 CHANNEL_MODES = ("independent", "joint")
 

@@ -25,8 +25,8 @@ from napari_dlmicro.core.io.tiff_read import read_image
 from napari_dlmicro.core.io.tiff_write import write_image
 from napari_dlmicro.core.jobs.train import train_job
 from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
-from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.models.restoration.predict import DEFAULT_TILE, predict_sample, tiles_of
+from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.devices import resolve_device
@@ -34,7 +34,6 @@ from napari_dlmicro.core.runtime.events import Job, Preview, PreviewKind, Progre
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
 from napari_dlmicro.core.settings import Setting
 from napari_dlmicro.core.training.result import StopReason
-
 
 DENOISE_SETTINGS = (
     Setting("tile", "Tile", DEFAULT_TILE, int, 0, 16384, 128, "Tile size in pixels (0: whole samples at once); "

@@ -16,10 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.data.normalize import percentile_range
 from napari_dlmicro.core.io.axes import default_axes, normalize_axes, to_canonical
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.jobs.segment_input import (
     as_numbers,
     check_model_fits,
@@ -27,12 +25,23 @@ from napari_dlmicro.core.jobs.segment_input import (
     normalise_block,
     pick_channels,
 )
-from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, PreviewKind, Progress, ProgressClock, run_to_end
 from napari_dlmicro.core.labels.measure import measure_frames
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.runtime import offload
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.devices import resolve_device
+from napari_dlmicro.core.runtime.events import (
+    Job,
+    Level,
+    Notice,
+    Preview,
+    PreviewKind,
+    Progress,
+    ProgressClock,
+    run_to_end,
+)
 from napari_dlmicro.core.settings import Setting
-from napari_dlmicro.core.data.normalize import percentile_range
 
 # The job's own settings (a model's settings come with the model); the CLI's flags and the dock's fields.
 SEGMENT_SETTINGS = (

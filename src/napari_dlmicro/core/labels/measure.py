@@ -156,11 +156,10 @@ def write_csv(path: str | os.PathLike, table: Mapping[str, Sequence]) -> Path:
     if len(lengths) > 1:
         raise UserError("the table's columns have different lengths", "give one value per object in every column")
     values = [np.asarray(table[c]).tolist() for c in columns]
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            writer.writerows(zip(*values))
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(zip(*values))
     return Path(path)
 
 

@@ -23,7 +23,7 @@ def serve() -> None:
             for part in name.split("."):
                 fn = getattr(fn, part)
             reply = (True, fn(*args))
-        except Exception as exc:  # noqa: BLE001 - sent back and re-raised in the caller
+        except Exception as exc:
             reply = (False, exc)
         send(stdout, reply)
 

@@ -37,24 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_dlmicro.core.runtime.cancel import CancelToken, run_blocking
-from napari_dlmicro.core.runtime.oom import free_gpu_memory, is_out_of_memory
-from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import (
-    Job,
-    Notice,
-    Progress,
-    ProgressClock,
-)
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
 from napari_dlmicro.core.models.cellpose.tiling import (
     CPU_BATCH,
     GPU_BATCH,
     MAX_CHANNELS,
     SETTINGS,
-    TILE,
-    TRAINED_DIAMETER,
     cpu_cost_estimate,
     network_work,
 )
@@ -62,9 +51,16 @@ from napari_dlmicro.core.models.cellpose.weights import (
     check_weights_file,
     import_cellpose,
     locate_weights,
-    pretrained_location,
-    pretrained_names,
 )
+from napari_dlmicro.core.runtime.cancel import CancelToken, run_blocking
+from napari_dlmicro.core.runtime.devices import resolve_device
+from napari_dlmicro.core.runtime.events import (
+    Job,
+    Notice,
+    Progress,
+    ProgressClock,
+)
+from napari_dlmicro.core.runtime.oom import free_gpu_memory, is_out_of_memory
 
 
 def _use_bfloat16(device: torch.device) -> bool:

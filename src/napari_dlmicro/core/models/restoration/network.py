@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
+from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
 
 KINDS = ("n2v", "care")
 VERSION = 1

@@ -23,6 +23,7 @@ import torch
 
 from napari_dlmicro.core.data.samples import PatchSampler, grid_patches, split_validation
 from napari_dlmicro.core.data.tiling import pad_to_multiple
+from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.restoration import care, n2v
 from napari_dlmicro.core.models.restoration.network import RestorationModel, predict_tile, save_restoration
 from napari_dlmicro.core.models.restoration.prepare import prepare_training
@@ -34,7 +35,6 @@ from napari_dlmicro.core.runtime.oom import is_out_of_memory
 from napari_dlmicro.core.runtime.threads import ThreadTuner, set_cpu_threads
 from napari_dlmicro.core.training.fit import Trainer, fit
 from napari_dlmicro.core.training.schedule import warmup_cosine
-from napari_dlmicro.core.errors import UserError
 
 
 def lr_at(fraction: float, base: float, warmup: float = 0.05, floor: float = 0.02) -> float:

@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_dlmicro.core.runtime.cancel import CancelToken
-from napari_dlmicro.core.runtime.devices import autocast
-from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.runtime.events import Job, Preview, ProgressClock
-from napari_dlmicro.core.nets.unet import UNetConfig
-from napari_dlmicro.core.runtime.oom import forward_or_shrink
 from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
+from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
 from napari_dlmicro.core.models.semantic.network import SemanticModel, load_semantic
+from napari_dlmicro.core.nets.unet import UNetConfig
+from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.devices import autocast
+from napari_dlmicro.core.runtime.events import Job, Preview, ProgressClock
+from napari_dlmicro.core.runtime.oom import forward_or_shrink
 
 MIN_TILE = 64  # the smallest tile tried after the GPU runs out of memory
 

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
-from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.models.catalogue import CATALOGUE, fetch_pretrained
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
 from napari_dlmicro.core.models.stardist.keras_weights import load_keras_weights
+from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
 from napari_dlmicro.core.models.stardist.segmenter import BORDER, StarDistSegmenter
+from napari_dlmicro.core.nets.unet import UNetConfig
 
 KERAS_WEIGHTS = ("weights_best.h5", "weights_last.h5")
 

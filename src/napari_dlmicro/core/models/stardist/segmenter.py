@@ -19,6 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
+from napari_dlmicro.core.models.base import ModelInfo, Segmenter
+from napari_dlmicro.core.models.stardist.geometry import nms_render
+from napari_dlmicro.core.models.stardist.network import StarDistNet
+from napari_dlmicro.core.models.stardist.settings import stardist_settings
+from napari_dlmicro.core.models.stardist.views import averaged_forward
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import CancelToken
 from napari_dlmicro.core.runtime.devices import autocast
@@ -28,13 +34,7 @@ from napari_dlmicro.core.runtime.events import (
     Preview,
     ProgressClock,
 )
-from napari_dlmicro.core.models.stardist.geometry import nms_render
-from napari_dlmicro.core.models.stardist.network import StarDistNet
 from napari_dlmicro.core.runtime.oom import forward_or_shrink
-from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
-from napari_dlmicro.core.models.base import ModelInfo, Segmenter
-from napari_dlmicro.core.models.stardist.settings import stardist_settings
-from napari_dlmicro.core.models.stardist.views import averaged_forward
 
 BORDER = 2  # grid pixels at the image border that never seed an object, in StarDist's own models
 MIN_TILE = 64

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_dlmicro.core.evaluation.segmentation import score_many
+from napari_dlmicro.core.models.stardist.segmenter import Candidates, StarDistSegmenter, stardist_settings
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.events import run_to_end
-from napari_dlmicro.core.evaluation.segmentation import score_many
-from napari_dlmicro.core.models.stardist.segmenter import Candidates, StarDistSegmenter, stardist_settings
 
 MAX_CANDIDATES_PER_PIXEL = 0.05  # above this an (untrained) network's NMS would take minutes: score 0
 PROB_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

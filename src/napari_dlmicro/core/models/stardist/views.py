@@ -23,7 +23,6 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.stardist.settings import MAX_VIEWS
 
 
-
 def view_list(n: int) -> list[tuple[bool, bool, bool]]:
     """The first ``n`` (1-8) views as (transpose, flip Y, flip X); the first is the image itself."""
     views = [(t, fy, fx) for t, fy, fx in product((False, True), repeat=3)]
