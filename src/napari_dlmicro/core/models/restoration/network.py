@@ -15,9 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_dlmicro.core.data.normalize import percentile_range
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
+from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
+from napari_dlmicro.core.runtime.devices import autocast
 
 KINDS = ("n2v", "care")
 VERSION = 1
@@ -78,8 +82,6 @@ class RestorationModel:
         """Per-channel ``lo, hi`` used to normalise ``sample`` (C, *spatial)."""
         norm = self.config["normalization"]
         if norm.get("input_mode") == "per_image":
-            from napari_dlmicro.core.data.normalize import percentile_range
-
             lo, hi = percentile_range(sample, *norm["percentiles"], axis=tuple(range(1, sample.ndim)))
             return lo.reshape(-1), hi.reshape(-1)
         return np.asarray(norm["input"]["low"], np.float32), np.asarray(norm["input"]["high"], np.float32)
@@ -119,8 +121,6 @@ def load_restoration(folder: str | Path, device: torch.device | None = None) -> 
     """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
     folder = Path(folder).expanduser()
     if not folder.exists():
-        from napari_dlmicro.core.models.paths import store_dir
-
         if (store_dir() / str(folder)).is_dir():
             folder = store_dir() / str(folder)
     if folder.is_file():
@@ -145,20 +145,18 @@ def load_restoration(folder: str | Path, device: torch.device | None = None) -> 
 
 
 def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool = True,
-                 tta: bool = False) -> np.ndarray:
+                 tta: bool = False, token: CancelToken = NEVER) -> np.ndarray:
     """Run the network on one normalised (C, *spatial) array; sizes must fit ``div_by``.
 
     ``tta`` averages the predictions of the flipped and rotated YX plane
     (eight views on square tiles, two otherwise), which lowers the residual noise.
     """
-    from napari_dlmicro.core.runtime.devices import autocast
-
     device = model.device
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
     if use_channels_last and t.ndim == 4:
         t = t.contiguous(memory_format=torch.channels_last)
     model.net.eval()
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device), cancellable_forward(model.net, token):
         if not tta:
             out = model.net(t).float()
         else:

@@ -45,7 +45,7 @@ def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None
                 token.check()
                 src = np.moveaxis(x[(slice(None),) + t.src], 0, -1)
                 padded = np.moveaxis(pad_to_multiple(src, div), -1, 0)
-                y = predict_tile(model, padded, tta=tta)
+                y = predict_tile(model, padded, tta=tta, token=token)
                 out[(slice(None),) + t.core] = y[(slice(None),) + t.core_in_src]
                 yield clock.tick(min(done + i + 1, clock.total), f"tile {i + 1}/{len(tiles)}")
             break

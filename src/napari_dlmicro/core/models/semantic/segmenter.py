@@ -21,7 +21,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
 from napari_dlmicro.core.models.semantic.network import SemanticModel, load_semantic
 from napari_dlmicro.core.nets.unet import UNetConfig
-from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 from napari_dlmicro.core.runtime.events import Job, Preview, ProgressClock
 from napari_dlmicro.core.runtime.oom import forward_or_shrink
@@ -80,24 +80,26 @@ class SemanticSegmenter(Segmenter):
         return plan_tiles(shape, tuple(tile + 2 * m for m in self.margin), self.margin, div)
 
     @torch.inference_mode()
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, token: CancelToken = NEVER) -> np.ndarray:
         """Class of every pixel of one (spatial..., C) array whose sizes the network divides."""
         t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None])).to(self.device)
-        with autocast(self.device):
+        with autocast(self.device), cancellable_forward(self.net, token):
             logits = self.net(t)
         return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
 
-    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int,
+                      token: CancelToken = NEVER) -> Job:
         """Class map of ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
-        return (yield from forward_or_shrink(lambda: self.forward(padded[src]),
-                                             lambda smaller: self._stitched(padded, src, smaller),
+        return (yield from forward_or_shrink(lambda: self.forward(padded[src], token),
+                                             lambda smaller: self._stitched(padded, src, smaller, token),
                                              self._to_cpu, self.device, tile, MIN_TILE))
 
-    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, token: CancelToken = NEVER) -> Job:
         region = padded[src]
         out = np.zeros(region.shape[:-1], np.uint8)
         for sub in self._plan(region.shape[:-1], tile):
-            out[sub.core] = (yield from self._forward_safe(region, sub.src, tile))[sub.core_in_src]
+            token.check()
+            out[sub.core] = (yield from self._forward_safe(region, sub.src, tile, token))[sub.core_in_src]
         return out
 
     def _to_cpu(self) -> None:
@@ -127,7 +129,7 @@ class SemanticSegmenter(Segmenter):
         for i, t in enumerate(tiles):
             token.check()
             size = max(s.stop - s.start for s in t.src) if tile is None else tile
-            out[t.core] = (yield from self._forward_safe(padded, t.src, size))[t.core_in_src]
+            out[t.core] = (yield from self._forward_safe(padded, t.src, size, token))[t.core_in_src]
             core = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(t.core, shape))
             if len(tiles) > 1 and all(s.stop > s.start for s in core):
                 yield Preview(out[core].copy(), core, "labels")

@@ -5,6 +5,9 @@ Kept free of torch so that the helper process of :mod:`.offload` starts fast.
 from __future__ import annotations
 
 import numpy as np
+from stardist.geometry import polygons_to_label, polyhedron_to_label
+from stardist.nms import non_maximum_suppression_3d_sparse, non_maximum_suppression_sparse
+from stardist.rays3d import rays_from_json
 
 
 def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, ...],
@@ -16,15 +19,8 @@ def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tu
     if len(prob) == 0:
         return np.zeros(shape, np.int32)
     if rays_json is None:
-        from stardist.geometry import polygons_to_label
-        from stardist.nms import non_maximum_suppression_sparse
-
         points, prob, dist, _ = non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh)
         return polygons_to_label(dist, points, shape=shape, prob=prob)
-    from stardist.geometry import polyhedron_to_label
-    from stardist.nms import non_maximum_suppression_3d_sparse
-    from stardist.rays3d import rays_from_json
-
     rays = rays_from_json(rays_json)
     points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
     return polyhedron_to_label(dist, points, rays=rays, prob=prob, shape=shape, verbose=False)
