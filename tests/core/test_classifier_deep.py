@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from napari_dlmicro.core.models.classifier import network
-from napari_dlmicro.core.models.classifier.crops import CropGeometry, crop_batch
+from napari_dlmicro.core.models.classifier.crops import CropGeometry, crop_batch, fixed_side
 from napari_dlmicro.core.models.classifier.data import LabelledImage, classifier_data
 from napari_dlmicro.core.models.classifier.folder import load_classifier
 from napari_dlmicro.core.models.classifier.network import ObjectNet, imagenet_weights
@@ -40,6 +40,19 @@ def test_crops_hold_the_image_and_the_object_mask(objects_two_kinds):
     assert set(np.unique(mask)) == {0.0, 1.0}
     assert mask[:, 16, 16].all() and not mask[:, 0, 0].any()  # object in the middle, context around it
     assert crops[:, 0][mask > 0].mean() > crops[:, 0][mask == 0].mean()
+
+
+def test_crops_of_one_side_keep_the_objects_sizes(objects_two_kinds):
+    image, labels, truth = objects_two_kinds
+    obj = prepare(image, labels)
+    side = fixed_side([obj], 0.5)
+    assert 16 <= side <= 2 * 15  # the dim discs are up to 15 pixels across
+    crops = crop_batch(obj, np.arange(len(obj.ids)), CropGeometry(32, 0.5, side))
+    covered = crops[:, 1].mean(axis=(1, 2))
+    bright = np.array([truth[int(i)] == "bright" for i in obj.ids])
+    assert covered[bright].max() < covered[~bright].min()  # small discs cover less of their crop
+    fitted = crop_batch(obj, np.arange(len(obj.ids)), CropGeometry(32, 0.5)).mean(axis=(2, 3))[:, 1]
+    assert np.ptp(fitted) < np.ptp(covered)  # a box fitted to each object scales the size away
 
 
 def test_imagenet_start_adapts_the_first_layer_to_the_channels():

@@ -6,7 +6,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from napari_dlmicro.core.models.classifier.classes import make_classes
-from napari_dlmicro.core.models.classifier.fast import cross_validate, fit_fast, training_matrix
+from napari_dlmicro.core.models.classifier.fast import assess_fast, cross_validate, fit_fast, training_matrix
 from napari_dlmicro.core.models.classifier.features import object_features
 from napari_dlmicro.core.models.classifier.folder import load_classifier
 from napari_dlmicro.core.models.classifier.forest import Forest
@@ -87,3 +87,5 @@ def test_cross_validation_holds_every_labelled_object_out_once(objects_two_kinds
     assert a.n == 12 and a.confusion.shape == (2, 2) and a.accuracy == pytest.approx(1.0)
     assert "3-fold" in a.how
     assert cross_validate(X[[0, 6, 7]], y[[0, 6, 7]], CLASSES) is None  # one example of a class: nothing to hold out
+    a = assess_fast(features, clicks(truth, 6), CLASSES, val_fraction=0.25)  # what a dock calls: 4 folds
+    assert a.n == 12 and "4-fold" in a.how

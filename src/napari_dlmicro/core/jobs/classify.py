@@ -7,6 +7,22 @@ each image ``<stem>_classes.csv`` (``label,class,probability``, one row per
 object; with a time axis a ``frame`` column first) and
 ``<stem>_classmap.tif`` (each object's pixels set to its class index,
 1-based in the classifier's class order), one finished file at a time.
+
+What a Classification dock calls (everything else is layers and buttons):
+
+- measure once per segmentation: ``features_job(image, labels, token)`` ->
+  :class:`ObjectFeatures` (``.table()`` for the Labels layer's ``features``,
+  ``.centroids`` for markers);
+- at every click: ``fit_fast(features, clicks, classes)`` (well under a
+  second), then ``model.predict_features(features)`` -> :class:`Prediction`
+  (``features_table()``, ``class_map(labels)``, ``counts()``, ``colours()``,
+  ``suggest(n, exclude=clicks)``); ``assess_fast(...)`` for the held-out
+  accuracy and confusion matrix;
+- why: ``model.explain(features, label)`` (fast) or
+  ``model.grad_cam(image, labels, label)`` (deep: a :class:`Saliency` with
+  the region it covers in image pixels);
+- a new segmentation: ``carry_over(clicks, old_labels, new_labels)``;
+- deep training: :func:`train_classifier_job`; applying: :func:`classify_job`.
 """
 from __future__ import annotations
 

@@ -1,14 +1,18 @@
 """Square crops around objects for the deep classifier: the image's channels and the object's mask.
 
-Each object gets a square box centred on its bounding box, its side the
-object's larger extent plus ``context`` of it on each side (at least
-``MIN_SIDE`` pixels), sampled to ``size`` x ``size`` pixels: bilinear for the
-image, nearest for the mask channel (1 on the object, 0 elsewhere, other
-objects included). Parts of a box beyond the image border read 0.
-:func:`to_image` puts a map over a crop (a Grad-CAM) back into image pixels.
+Each object gets a square box centred on its bounding box, sampled to
+``size`` x ``size`` pixels: bilinear for the image, nearest for the mask
+channel (1 on the object, 0 elsewhere, other objects included). Parts of a
+box beyond the image border read 0. The box has one side for every object,
+``side`` image pixels (:func:`fixed_side`: most objects with their
+``context`` fit), so a crop keeps the object's size, which a box fitted to
+each object would scale away; an object too large for it gets a box of its
+larger extent plus ``context`` of it on each side. :func:`to_image` puts a
+map over a crop (a Grad-CAM) back into image pixels.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,18 +29,25 @@ class CropGeometry:
 
     size: int = 64
     context: float = 0.5
+    side: float | None = None  # image pixels the crop spans (None: fitted to each object)
 
     def box(self, box: tuple[slice, ...]) -> tuple[np.ndarray, float]:
         """Centre (y, x) and side, in image pixels, of the crop of an object with bounding box ``box``."""
         starts = np.array([s.start for s in box], np.float64)
         stops = np.array([s.stop for s in box], np.float64)
-        side = max(float((stops - starts).max()) * (1 + 2 * self.context), MIN_SIDE)
-        return (starts + stops - 1) / 2, side
+        fitted = max(float((stops - starts).max()) * (1 + 2 * self.context), MIN_SIDE)
+        return (starts + stops - 1) / 2, max(fitted, self.side or 0.0)
 
     def grid(self, centre: np.ndarray, side: float) -> np.ndarray:
         """Image coordinates (2, size, size) of the crop's pixel centres."""
         offsets = (np.arange(self.size) + 0.5 - self.size / 2) * (side / self.size)
         return np.stack(np.meshgrid(centre[0] + offsets, centre[1] + offsets, indexing="ij"))
+
+
+def fixed_side(objects: Sequence[Objects], context: float, quantile: float = 0.95) -> float:
+    """One crop side for every object: the ``quantile`` of the objects' larger extents, with their context."""
+    extents = [max(s.stop - s.start for s in box) for obj in objects for box in obj.boxes()]
+    return float(max(np.quantile(extents, quantile) * (1 + 2 * context), MIN_SIDE)) if extents else float(MIN_SIDE)
 
 
 def crop_batch(obj: Objects, rows: np.ndarray, geometry: CropGeometry) -> np.ndarray:

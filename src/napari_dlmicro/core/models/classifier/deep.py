@@ -129,8 +129,9 @@ class DeepClassifier(ObjectClassifier):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "features": {"input": "crop", "crop": self.geometry.size,
-                                                 "context": self.geometry.context, "channels": self.n_channels + 1,
-                                                 "network": "resnet18"}, "weights": WEIGHTS}
+                                                 "context": self.geometry.context, "side": self.geometry.side,
+                                                 "channels": self.n_channels + 1, "network": "resnet18"},
+                "weights": WEIGHTS}
 
     def save(self, folder: str | Path) -> Path:
         """``config.json`` and ``weights.safetensors`` into ``folder``, atomically."""
@@ -142,7 +143,9 @@ class DeepClassifier(ObjectClassifier):
         """Load a deep classifier saved by :meth:`save`."""
         features = config.get("features") or {}
         try:
-            geometry = CropGeometry(int(features["crop"]), float(features["context"]))
+            side = features.get("side")
+            geometry = CropGeometry(int(features["crop"]), float(features["context"]),
+                                    None if side is None else float(side))
             net = ObjectNet(int(config["n_channels"]), len(classes))
         except (KeyError, TypeError, ValueError):
             raise UserError(f"config.json of '{folder.name}' does not describe a deep classifier",

@@ -33,6 +33,11 @@ from napari_dlmicro.core.runtime.events import Job
 
 FOREST = "forest.safetensors"
 TREES = 100
+# Features each split may choose from. Measured at 3/5/10/20 labels per class over six seeds, test accuracy on
+# the nuclei sample's size classes: 0.69/0.81/0.94/0.97 with sqrt (scikit-learn's default), 0.75/0.85/0.96/1.00
+# with half, 0.75/0.88/0.995/1.00 with all; on the IHC nuclei all three 0.997-0.998. Half keeps most of the gain
+# while the trees stay decorrelated, which the uncertainty of "Suggest" relies on
+MAX_FEATURES = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ class FastClassifier(ObjectClassifier):
 def forest_model(trees: int = TREES, seed: int = 0, n_jobs: int | None = 1) -> RandomForestClassifier:
     """The scikit-learn forest the fast classifier fits: classes weighted by their number of examples."""
     return RandomForestClassifier(n_estimators=int(trees), class_weight="balanced", random_state=int(seed),
-                                  n_jobs=n_jobs)
+                                  max_features=MAX_FEATURES, n_jobs=n_jobs)
 
 
 def training_matrix(features: Sequence[ObjectFeatures], tables: Sequence[Mapping[int, str]],
@@ -197,6 +202,14 @@ def cross_validate(X: np.ndarray, y: np.ndarray, classes: Sequence[ClassSpec], f
     names = tuple(c.name for c in classes)
     return Assessment(names, confusion_matrix(y, predicted, len(classes)),
                       f"{k}-fold cross-validation over {len(y)} labelled objects")
+
+
+def assess_fast(features: ObjectFeatures, table: Mapping[int, str], classes: Sequence[ClassSpec],
+                val_fraction: float = 0.2, trees: int = TREES, seed: int = 0, token: CancelToken = NEVER
+                ) -> Assessment | None:
+    """Held-out accuracy and confusion matrix of the fast classifier on one image's clicks (None: too few)."""
+    X, y, _ = training_matrix([features], [table], classes)
+    return cross_validate(X, y, classes, default_folds(val_fraction), trees, seed, token=token)
 
 
 def default_folds(val_fraction: float) -> int:

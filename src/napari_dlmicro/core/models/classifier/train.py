@@ -24,7 +24,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.classifier import network
 from napari_dlmicro.core.models.classifier.assessment import Assessment, confusion_matrix, stratified_split
 from napari_dlmicro.core.models.classifier.classes import class_names
-from napari_dlmicro.core.models.classifier.crops import CropGeometry, crop_batch
+from napari_dlmicro.core.models.classifier.crops import CropGeometry, crop_batch, fixed_side
 from napari_dlmicro.core.models.classifier.data import ClassifierData
 from napari_dlmicro.core.models.classifier.deep import DeepClassifier, deep_objects_check
 from napari_dlmicro.core.models.classifier.fast import cross_validate, default_folds, fit_matrix, training_matrix
@@ -247,7 +247,7 @@ def train_deep(data: ClassifierData, s: ClassifierTraining, token: CancelToken =
     _check_channels(objects)
     for obj in objects:
         deep_objects_check(obj)
-    geometry = CropGeometry(s.crop, s.context)
+    geometry = CropGeometry(s.crop, s.context, fixed_side(objects, s.context))
     x, y = yield from labelled_crops(objects, data, geometry, token)
     train, held = stratified_split(y, s.val_fraction, s.seed)
     if not len(held):
