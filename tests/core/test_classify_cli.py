@@ -6,6 +6,8 @@ import pytest
 import tifffile
 
 from napari_dlmicro.cli import main
+from napari_dlmicro.core.models.classifier.fast import FastClassifier
+from napari_dlmicro.core.models.loader import kind_of, load_model
 
 
 @pytest.fixture
@@ -33,6 +35,7 @@ def test_train_fast_then_classify(folders, capsys):
     config = json.loads((root / "model" / "config.json").read_text())
     assert [c["name"] for c in config["classes"]] == ["dim", "bright"] and config["classes"][0]["colour"] == "#112233"
     assert config["assessment"]["confusion"] and config["data"]["images"] == ["d0", "d1"]
+    assert kind_of(root / "model") == "classifier" and isinstance(load_model(root / "model"), FastClassifier)
     rc = main(["classify", str(root / "img"), "--masks", str(root / "msk"), "-m", str(root / "model"),
                "-o", str(root / "out")])
     assert rc == 0 and "d0.tif: dim" in capsys.readouterr().out

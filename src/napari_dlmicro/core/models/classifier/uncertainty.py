@@ -8,7 +8,10 @@ import numpy as np
 from napari_dlmicro.core.errors import UserError
 
 METHODS = ("margin", "entropy")
-DEFAULT_METHOD = "margin"  # see benchmarks/classify.py: margin and entropy compared at 5-50 labels per class
+# Measured (benchmarks/classify.py, nuclei sample, three size classes, five seeds): test accuracy at 15 labels
+# 0.969 +- 0.028 suggesting by entropy, 0.944 +- 0.054 by margin, 0.844 +- 0.152 picking at random; both 1.000 at
+# 30 labels (random 0.956). With two classes the two measures rank objects alike
+DEFAULT_METHOD = "entropy"
 
 
 def uncertainty(probabilities: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
