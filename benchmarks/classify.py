@@ -29,12 +29,15 @@ labels come from the rest. Printed:
 3. the fast classifier's retrain-and-repredict time for 1,000 and 10,000
    objects (the nuclei image tiled), and the time to measure them.
 
-Run as (2 shared CPU cores, other processes busy; the deep classifier from
-scratch, as ImageNet weights cannot be downloaded here)::
+The README's figures were run on 2 shared CPU cores at load 10-12 (other
+processes training), the deep classifier from scratch (ImageNet weights
+cannot be downloaded there), one minute a run, as::
 
-    python benchmarks/classify.py --seeds 5 --deep-seeds 3 --deep-minutes 0.5
+    python benchmarks/classify.py --seeds 5 --deep-seeds 2 --deep-minutes 1.0 --data nuclei
+    python benchmarks/classify.py --seeds 5 --deep-seeds 2 --deep-minutes 1.0 --data ihc --skip-speed
 
-Timings are printed, never asserted; the deep figures depend on its budget.
+Timings are printed, never asserted; the deep figures depend on its budget
+and on how many steps the machine gives it in that time.
 """
 from __future__ import annotations
 
