@@ -113,7 +113,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("care", "CARE", Task.RESTORE, "supervised restoration from pairs of low and high quality images",
          TrainsOn.TARGETS, restoration_settings.TrainSettings, restoration_settings.CARE_TRAIN_SETTINGS, (),
          f"{_M}.restoration.network:load_restoration", f"{_M}.restoration.train:train_kind", fixed={"kind": "care"}),
-    Kind("classifier", "Object classifier", Task.CLASSIFY, "a class for every segmented object, learnt from a few "
+    Kind("classifier", "Classifier", Task.CLASSIFY, "a class for every segmented object, learnt from a few "
          "labelled ones", TrainsOn.CLASSES,
          classifier_settings.ClassifierTraining, classifier_settings.TRAIN_SETTINGS, (),
          f"{_M}.classifier.folder:load_classifier", f"{_M}.classifier.train:train_kind"),
