@@ -15,7 +15,8 @@ from napari_dlmicro.state.training import TrainingState
 
 
 def _cli_settings(kind: str, *flags: str):
-    data = ["--targets", "t"] if get_kind(kind).trains_on is TrainsOn.TARGETS else []
+    data = {TrainsOn.TARGETS: ["--targets", "t"], TrainsOn.CLASSES: ["--masks", "m", "--classes", "c"]}.get(
+        get_kind(kind).trains_on, [])
     args = build_parser().parse_args(["train", kind, "--images", "x", *data, "-o", "y", *flags])
     return get_kind(kind).training_settings(settings_of(get_kind(kind), args))
 

@@ -26,7 +26,7 @@ class ClassifierTraining:
     trees: int = 100
     crop: int = 64  # side of the deep classifier's input, in pixels
     context: float = 0.5  # margin around an object in its crop, as a fraction of its size on each side
-    augment: tuple[str, ...] = ("flips", "intensity", "rot90")
+    augment: tuple[str, ...] = ("flips", "rot90", "intensity")
     pretrained: bool = True  # start the deep classifier from ImageNet weights where they can be had
     validate_every_s: float = 10.0  # under a time budget, validate at most this often
     threads: int | None = None  # CPU threads at most (a GUI leaves a core to napari)
