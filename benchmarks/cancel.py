@@ -67,8 +67,9 @@ def time_cancel(make: Callable[[CancelToken], object], after_s: float, gui_offlo
     def run() -> None:
         offload.use_process_pool(gui_offload)
         try:
-            run_to_end(make(token))
-            ended["how"] = "finished before the cancel"
+            result = run_to_end(make(token))
+            # a training run answers a cancel by returning the best it saved
+            ended["how"] = "cancelled" if getattr(result, "stopped", None) == "cancelled" else "finished first"
         except Cancelled:
             ended["how"] = "cancelled"
         finally:

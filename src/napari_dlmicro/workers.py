@@ -146,11 +146,13 @@ def start_job(
     def yielded(ev: Event) -> None:
         if handle.finished:
             return  # a cancelled job's last events: the dock has moved on
+        # The dock first: updating the activity bar can process queued signals (the job's result among
+        # them), and an event delivered after the result would overwrite the dock's outcome.
+        _deliver(on_event, ev)
         if isinstance(ev, Progress):
             handle._progress(ev)
         elif isinstance(ev, Notice):
             (show_warning if ev.level is Level.WARNING else show_info)(f"{title}: {ev.message}")
-        _deliver(on_event, ev)
 
     def returned(value: Any) -> None:
         _deliver(on_result, value)
