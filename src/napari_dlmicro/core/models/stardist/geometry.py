@@ -28,3 +28,37 @@ def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tu
     rays = rays_from_json(rays_json)
     points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
     return polyhedron_to_label(dist, points, rays=rays, prob=prob, shape=shape, verbose=False)
+
+
+def nms_objects(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, ...],
+                nms_thresh: float, rays_json: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nms_render`, also giving the seeds: label ``i + 1`` is the object of ``points[i]``, ``prob[i]``.
+
+    Higher-probability objects are painted over lower ones, as in :func:`nms_render`.
+    """
+    ndim = len(shape)
+    if len(prob) == 0:
+        return np.zeros(shape, np.int32), np.zeros((0, ndim), int), np.zeros(0, np.float32)
+    if rays_json is None:
+        from stardist.geometry import polygons_to_label
+        from stardist.nms import non_maximum_suppression_sparse
+
+        dist, points, prob = _survivors(non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh))
+        return polygons_to_label(dist, points, shape=shape, prob=prob), points, prob
+    from stardist.geometry import polyhedron_to_label
+    from stardist.nms import non_maximum_suppression_3d_sparse
+    from stardist.rays3d import rays_from_json
+
+    rays = rays_from_json(rays_json)
+    points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
+    order = np.argsort(prob, kind="stable")  # painted low to high, as in 2D
+    labels = np.zeros(shape, np.int32)
+    rendered = polyhedron_to_label(dist[order], points[order], rays=rays, prob=prob[order], shape=shape,
+                                   labels=order + 1, verbose=False)
+    labels[...] = rendered
+    return labels, points, prob
+
+
+def _survivors(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    points, prob, dist, _ = result
+    return dist, points, prob
