@@ -28,11 +28,11 @@ class BlockReader:
         at.update(zip(self.out_axes[self.n_loop:], region))
         out = []
         for a in self.axes:
-            if a == "C":
+            if a in at:
+                out.append(at[a])
+            elif a == "C":
                 out.append(slice(None) if self.channels is None else slice(min(self.channels),
                                                                            max(self.channels) + 1))
-            else:
-                out.append(at[a])
         return tuple(out)
 
     def read(self, loop: tuple[int, ...], region: tuple[slice, ...]) -> np.ndarray:

@@ -135,10 +135,20 @@ def create_output(spec: OutputSpec, resume: bool = False) -> OutputSpec:
 
 
 def _ensure_parent_groups(spec: OutputSpec) -> None:
-    """The ``labels`` group of an input image, created if it is not there yet."""
-    parent = Path(spec.store) / Path(spec.group).parent
-    if not parent.exists():
-        zarr.open_group(str(parent), mode="w-", zarr_format=spec.zarr_format)
+    """The groups above the output (an input's ``labels``, a plate's row and column), made if missing."""
+    parts = Path(spec.group).parent.parts
+    for i in range(1, len(parts) + 1):
+        folder = Path(spec.store).joinpath(*parts[:i])
+        if not is_group(folder):
+            try:
+                zarr.open_group(str(folder), mode="a", zarr_format=spec.zarr_format)
+            except (FileExistsError, zarr.errors.ContainsGroupError):
+                pass  # another worker made it a moment ago
+
+
+def is_group(path: Path) -> bool:
+    """True where Zarr group metadata (v2 or v3) is written."""
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
 def output_state(path: str | Path) -> str | None:

@@ -157,7 +157,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
         conflicts = 0
         if not model.info.class_map:
             conflicts = yield from _compose_pass(eng, plan, shared, state, reports, job, spec, token)
-        yield from _pyramid_pass(eng, spec, token, state)
+        yield from pyramid_pass(eng, spec, token, state)
     tables = []
     n_objects = sum(r.objects for r in reports.values())
     if job.measure and job.measurements is not None:
@@ -249,7 +249,8 @@ def _compose_pass(eng: Engine, plan: BlockPlan, ctx, state: RunState, reports: d
     return conflicts
 
 
-def _pyramid_pass(eng: Engine, spec: OutputSpec, token: CancelToken, state: RunState) -> Job:
+def pyramid_pass(eng: Engine, spec: OutputSpec, token: CancelToken, state: RunState) -> Job:
+    """Build every lower pyramid level of ``spec`` from the one above, in parallel regions."""
     for level in range(1, len(spec.level_shapes)):
         shape = spec.level_shapes[level]
         step = [1 if a not in "YX" else max(c, (LEVEL_REGION // c) * c) for a, c in zip(spec.axes, spec.chunks)]

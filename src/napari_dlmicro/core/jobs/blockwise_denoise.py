@@ -1,0 +1,150 @@
+"""Denoising an image too big for memory (N2V, CARE), block by block on dask.distributed, into an NGFF image.
+
+Each block is read with a halo of context, restored in tiles and its core
+written straight into level 0 of the output (float32, the input's units);
+lower levels follow as block means. Channels are restored one at a time (the
+model's ``independent`` channel mode), time points and, for a 2D model, planes
+too. The output is marked complete only when every block and level is there.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_dlmicro.core.blockwise.denoise_tasks import HALO, DenoiseContext, denoise_block
+from napari_dlmicro.core.blockwise.plan import plan_blocks
+from napari_dlmicro.core.blockwise.reading import BlockReader, frame_ranges
+from napari_dlmicro.core.blockwise.state import RUN_FOLDER, DiskFull, RunState
+from napari_dlmicro.core.errors import Cancelled, UserError
+from napari_dlmicro.core.io.lazy import LazyImage
+from napari_dlmicro.core.io.ngff_write import OutputSpec, create_output, finish_output, pyramid_shapes
+from napari_dlmicro.core.jobs.blockwise_segment import DEFAULT_BLOCK, pyramid_pass
+from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, engine, run_tasks
+from napari_dlmicro.core.runtime.devices import resolve_device
+from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, PreviewKind, ProgressClock, run_to_end
+
+
+@dataclass(frozen=True)
+class BlockwiseDenoiseJob:
+    """What to denoise blockwise, into which store (``<stem>_denoised.ome.zarr``), on which cluster."""
+
+    image: LazyImage
+    model: str | Path | RestorationModel
+    output: Path
+    block: int = DEFAULT_BLOCK
+    resume: bool = False
+    cluster: ClusterChoice = field(default_factory=ClusterChoice)
+    tile: int | None = 512
+    tta: bool | None = None
+    device: str = "auto"
+    previews: bool = True
+
+
+@dataclass
+class BlockwiseDenoised:
+    """A finished blockwise denoising."""
+
+    image: Path
+    output: OutputSpec
+    blocks: int
+    seconds: float
+
+
+def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) -> Job:
+    """The blockwise denoising job generator; returns a :class:`BlockwiseDenoised`."""
+    start = time.perf_counter()
+    image = job.image
+    model = job.model if isinstance(job.model, RestorationModel) else load_restoration(
+        job.model, resolve_device(job.device))
+    if model.n_channels != 1:
+        raise UserError(f"this {model.kind} model restores {model.n_channels} channels together, which blockwise "
+                        "denoising does not do yet", "use a model trained on one channel at a time")
+    if model.ndim == 3 and "Z" not in image.axes:
+        raise UserError("the model is 3D (ZYX) but the image has no Z axis", "use a 2D model")
+    out_axes = "".join(a for a in "TCZYX" if a in image.axes)
+    spatial = "ZYX" if model.ndim == 3 else "YX"
+    n_loop = len(out_axes) - len(spatial)
+    shape = tuple(image.shape[image.axes.index(a)] for a in out_axes)
+    in_chunks = dict(zip(image.axes, image.chunks))
+    chunks = tuple(1 if i < n_loop else min(n, in_chunks.get(a, 256)) for i, (a, n) in enumerate(zip(out_axes, shape)))
+    div = max(model.div_by)
+    halo = tuple(-(-HALO // div) * div for _ in spatial)
+    plan = plan_blocks(out_axes, shape, n_loop, job.block, halo, chunks)
+    fmt = 3 if (image.ngff_version or "0.4") >= "0.5" else 2
+    like = [tuple(lv.shape[image.axes.index(a)] for a in out_axes) for lv in image.levels]
+    spec = create_output(OutputSpec(
+        store=str(job.output), group="", axes=out_axes, level_shapes=pyramid_shapes(shape, out_axes, like),
+        chunks=list(chunks), dtype="float32", kind="image", name=f"{image.name} denoised", zarr_format=fmt,
+        scale={a: v for a, v in image.scale.items() if a in out_axes},
+        translation={a: v for a, v in image.translation.items() if a in out_axes}, unit=image.unit,
+        channel_names=list(image.channel_names)), job.resume)
+    state = RunState(spec.path / RUN_FOLDER)
+    norm = _ranges(image, model)
+    state.create({"input": str(image.path or image.name), "shape": list(image.shape), "model": str(job.model),
+                  "plan": plan.to_json(), "norm": {str(k): v for k, v in norm.items()}}, job.resume)
+    norm = {int(k): tuple(v) for k, v in state.manifest()["norm"].items()}
+    tta = model.kind == "n2v" if job.tta is None else job.tta
+    reader = BlockReader(image.source, image.axes, out_axes, n_loop, None)
+    done = state.done_blocks()
+    todo = [b for b in plan.blocks if b.key not in done]
+    with engine(job.cluster) as eng:
+        if eng.dashboard:
+            yield Notice(f"dask dashboard: {eng.dashboard}")
+        if done:
+            yield Notice(f"resuming: {len(done)} of {len(plan.blocks)} block(s) were already denoised")
+        shipped: Any = model if (isinstance(job.model, RestorationModel) or not eng.own) else str(
+            Path(str(job.model)).expanduser().resolve())
+        ctx = DenoiseContext(secrets.token_hex(6), shipped, job.device, reader, norm, plan, spec.to_json(),
+                             str(state.folder), job.tile, tta, eng.torch_threads)
+        shared = eng.client.scatter(ctx, broadcast=True, hash=False)
+        clock = ProgressClock(len(todo), "denoising blocks")
+        level0 = spec.array(0, mode="r") if job.previews else None
+        failed = []
+        finished = 0
+        for outcome in run_tasks(eng.client, denoise_block, todo, shared, token=token, on_cancel=state.ask_cancel,
+                                 key="denoise"):
+            if outcome is None:
+                continue
+            finished += 1
+            if outcome.error is not None:
+                if isinstance(outcome.error, (DiskFull, Cancelled)):
+                    raise outcome.error
+                failed.append((outcome.item, outcome.error))
+                yield Notice(f"block {outcome.item.where(out_axes)} failed: {outcome.error}", Level.WARNING)
+            elif level0 is not None:
+                yield Preview(np.asarray(level0[outcome.item.out_index]), outcome.item.out_index, PreviewKind.IMAGE)
+            yield clock.tick(finished, f"block {finished}/{len(todo)} denoised")
+        if failed:
+            names = "; ".join(f"{b.where(out_axes)}: {e}" for b, e in failed[:5])
+            raise UserError(f"{len(failed)} of {len(plan.blocks)} block(s) kept failing ({names}); "
+                            f"{spec.path} is not marked complete", "fix the cause and run again with --resume")
+        yield from pyramid_pass(eng, spec, token, state)
+    path = finish_output(spec, {"model": str(job.model)})
+    state.remove()
+    return BlockwiseDenoised(path, spec, len(plan.blocks), time.perf_counter() - start)
+
+
+def _ranges(image: LazyImage, model: RestorationModel) -> dict[int, tuple[list[float], list[float]]]:
+    """Per channel: the model's fixed input range, or the whole image's percentiles for ``per_image`` models."""
+    norm = model.config["normalization"]
+    n = image.shape[image.axes.index("C")] if "C" in image.axes else 1
+    if norm.get("input_mode") == "per_image":
+        low, high = norm["percentiles"]
+        ranges = frame_ranges(image, float(low), float(high), None, per="none")[0]
+        return {c: ([ranges[0][c]], [ranges[1][c]]) for c in range(n)}
+    lo, hi = np.asarray(norm["input"]["low"]).reshape(-1), np.asarray(norm["input"]["high"]).reshape(-1)
+    return {c: ([float(lo[0])], [float(hi[0])]) for c in range(n)}
+
+
+def denoise_blockwise(image: LazyImage, model: str | Path | RestorationModel, output: str | Path,
+                      **kwargs: Any) -> BlockwiseDenoised:
+    """Headless: denoise a lazy image blockwise (keyword arguments as :class:`BlockwiseDenoiseJob`)."""
+    return run_to_end(blockwise_denoise_job(BlockwiseDenoiseJob(image=image, model=model, output=Path(output),
+                                                                **kwargs)))
