@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from conftest import write_ngff
+from blockwise_helpers import write_ngff
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_plate_metadata, write_well_metadata
 

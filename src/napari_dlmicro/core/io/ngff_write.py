@@ -197,6 +197,7 @@ def finish_output(spec: OutputSpec, extra: dict[str, Any] | None = None) -> Path
     elif spec.channel_names:
         add_metadata(group, {"omero": {"channels": [{"label": n, "active": True} for n in spec.channel_names]}},
                      fmt=fmt)
+    group = zarr.open_group(str(spec.path), mode="r+")  # reopened: the label metadata came through another handle
     group.attrs[STATE_KEY] = {"state": COMPLETE, "spec": spec.to_json(), **(extra or {})}
     return spec.path
 
