@@ -73,7 +73,8 @@ def output_folder(path: str | Path) -> Path:
     """``path`` as an output folder: refused when a file is in the way (created later, when there is output)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"the output '{path}' is a file, not a folder", "give a folder for -o (it is created if needed)")
+        raise UserError(f"the output '{path}' is a file, not a folder",
+                        "give a folder for -o (it is created if needed)")
     return path
 
 

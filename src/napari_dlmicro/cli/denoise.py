@@ -29,7 +29,8 @@ N2V_BUDGET = [s for s in get_kind("n2v").train_settings if s.name in BUDGET]
 def add_parser(subparsers) -> None:
     """Add ``denoise`` to the ``napari-dlmicro`` command."""
     p = subparsers.add_parser("denoise", help="denoise images with a model, or train Noise2Void on them first",
-                              description="Writes OUTDIR/<stem>_denoised.tif (float32) per TIFF image; OME-Zarr images (and TIFFs "
+                              description="Writes OUTDIR/<stem>_denoised.tif (float32) per TIFF image; "
+                              "OME-Zarr images (and TIFFs "
                               "too big for memory) are denoised blockwise on dask into "
                               "OUTDIR/<stem>_denoised.ome.zarr.")
     p.add_argument("images", nargs="+", help="TIFF files, OME-Zarr images or plates, or folders of them")
@@ -40,7 +41,8 @@ def add_parser(subparsers) -> None:
     add_setting_flags(p.add_mutually_exclusive_group(), N2V_BUDGET)
     p.add_argument("--save-model", default=None, help="with --n2v: also save the trained model to this folder")
     add_setting_flags(p, DENOISE_SETTINGS)
-    p.add_argument("--axes", default=None, help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
+    p.add_argument("--axes", default=None,
+                   help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
     add_device_flag(p)
     add_cluster_flags(p)
     p.set_defaults(run=run)

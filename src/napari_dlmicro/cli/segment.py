@@ -8,6 +8,7 @@ from napari_dlmicro.cli.common import (
     add_cluster_flags,
     add_device_flag,
     add_setting_flags,
+    cluster_choice,
     given,
     output_folder,
     run_with_progress,
@@ -15,7 +16,6 @@ from napari_dlmicro.cli.common import (
     wants_cluster,
 )
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.cli.common import cluster_choice
 from napari_dlmicro.core.io.inputs import sort_inputs
 from napari_dlmicro.core.io.lazy import open_tiff_lazily, should_open_lazily
 from napari_dlmicro.core.io.ome_zarr import open_image, open_images, zarr_name
@@ -64,7 +64,8 @@ def add_parser(sub) -> None:
                    help="largest object diameter in pixels, for the blocks' halo (default: the model kind's)")
     p.add_argument("--axes", default=None, help="axes of the images, e.g. YX, ZYX, TYX, CYX (default: from the file)")
     p.add_argument("--norm", nargs=2, metavar=("LOW", "HIGH"), default=None,
-                   help=f"normalisation percentiles (default: {_JOB['norm_low'].default:g} {_JOB['norm_high'].default:g})")
+                   help="normalisation percentiles "
+                        f"(default: {_JOB['norm_low'].default:g} {_JOB['norm_high'].default:g})")
     group = p.add_argument_group("model settings (default: the model's own)")
     for title, s in model_settings():
         group.add_argument(s.flag, dest=s.name, type=setting_type(s), default=None, metavar=s.name.upper(),

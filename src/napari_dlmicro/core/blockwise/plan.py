@@ -103,11 +103,11 @@ def plan_blocks(out_axes: str, out_shape: tuple[int, ...], n_loop: int, block: i
     spatial_chunks = chunks[n_loop:]
     sizes = block if isinstance(block, tuple) else tuple(
         block if a in "YX" else min(block, n) for a, n in zip(out_axes[n_loop:], spatial_shape))
-    sizes = tuple(min(n, max(c, math.ceil(b / c) * c)) for b, c, n in zip(sizes, spatial_chunks, spatial_shape))
     for axis, b, h, n in zip(out_axes[n_loop:], sizes, halo, spatial_shape):
         if b < h and b < n:
             raise UserError(f"the block ({b} px along {axis}) is smaller than the model's halo ({h} px)",
                             f"use --block {h} or more (blocks must hold the context and the largest object)")
+    sizes = tuple(min(n, max(c, math.ceil(b / c) * c)) for b, c, n in zip(sizes, spatial_chunks, spatial_shape))
     grids = [range(math.ceil(n / b)) for n, b in zip(spatial_shape, sizes)]
     loops = [range(n) for n in out_shape[:n_loop]]
     blocks = []

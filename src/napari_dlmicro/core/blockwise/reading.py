@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_dlmicro.core.data.normalize import percentile_range
+from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.sources import Source
 
@@ -74,7 +75,11 @@ def frame_ranges(image: LazyImage, low: float, high: float, channels: tuple[int,
     for t in range(n):
         frame = data[tuple(t if a == per else slice(None) for a in axes)] if per in axes else data
         frame_axes = axes.replace(per, "") if per in axes else axes
-        values = np.asarray(frame)
+        try:
+            values = np.asarray(frame)
+        except (ValueError, RuntimeError, OSError, TypeError) as exc:
+            raise UserError(f"{image.name} cannot be read to find its intensity range: a chunk cannot be decoded "
+                            f"({exc})", "the store is damaged: copy or convert it again") from None
         if "C" in frame_axes:
             values = np.moveaxis(values, frame_axes.index("C"), -1)
             if channels is not None:

@@ -73,6 +73,7 @@ class RunState:
         path = self.folder / "run.json"
         if path.exists():
             old = json.loads(path.read_text())
+            manifest = json.loads(json.dumps(manifest, default=str))
             if not resume:
                 raise UserError(f"an unfinished run is already in {self.folder.parent}",
                                 "continue it with --resume, or remove the output and start again")
@@ -81,6 +82,7 @@ class RunState:
                 raise UserError(f"the run in {self.folder.parent} was started with other "
                                 f"{', '.join(changed)}", "resume with the same input, model and settings, or "
                                 "remove the output and start again")
+            self.cancel_file.unlink(missing_ok=True)
             return
         (self.folder / "blocks").mkdir(parents=True, exist_ok=True)
         (self.folder / "composed").mkdir(parents=True, exist_ok=True)

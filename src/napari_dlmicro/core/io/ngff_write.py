@@ -15,6 +15,7 @@ version (0.4 on Zarr v2, 0.5 on Zarr v3).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -140,10 +141,8 @@ def _ensure_parent_groups(spec: OutputSpec) -> None:
     for i in range(1, len(parts) + 1):
         folder = Path(spec.store).joinpath(*parts[:i])
         if not is_group(folder):
-            try:
+            with contextlib.suppress(FileExistsError, zarr.errors.ContainsGroupError):  # made by another worker
                 zarr.open_group(str(folder), mode="a", zarr_format=spec.zarr_format)
-            except (FileExistsError, zarr.errors.ContainsGroupError):
-                pass  # another worker made it a moment ago
 
 
 def is_group(path: Path) -> bool:

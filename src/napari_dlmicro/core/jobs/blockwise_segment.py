@@ -18,6 +18,7 @@ after pass 1, final ids after pass 2).
 """
 from __future__ import annotations
 
+import errno
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from napari_dlmicro.core.blockwise.segment_tasks import (
     offsets_of,
     segment_block,
 )
-from napari_dlmicro.core.blockwise.state import RUN_FOLDER, DiskFull, RunState
+from napari_dlmicro.core.blockwise.state import RUN_FOLDER, DiskFull, RunState, disk_full
 from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.ngff_write import OutputSpec, create_output, finish_output
@@ -202,6 +203,9 @@ def _segment_pass(eng: Engine, plan: BlockPlan, ctx, state: RunState, job: Block
         finished += 1
         block = outcome.item
         if outcome.error is not None:
+            if isinstance(outcome.error, OSError) and outcome.error.errno in (errno.ENOSPC, errno.EDQUOT):
+                state.ask_cancel()
+                raise disk_full(spec.path, outcome.error)
             if isinstance(outcome.error, DiskFull):
                 state.ask_cancel()
                 raise outcome.error
