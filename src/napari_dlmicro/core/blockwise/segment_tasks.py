@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,7 @@ class BlockReport:
     halo: tuple[int, ...] = ()
     seconds: float = 0.0
     skipped: bool = False
+    peak_rss: int = 0  # the worker process's peak resident memory so far, bytes
 
 
 def model_of(ctx: SegmentContext) -> tuple[Segmenter, Any]:
@@ -120,7 +122,11 @@ def segment_block(block: Block, ctx: SegmentContext) -> BlockReport:
         intensity = raw[..., 0] if (ctx.intensity and raw.shape[-1] == 1) else None
         arrays.update(_measure(owned.local_view, intensity, read, ctx))
     state.save_block(block, arrays)
-    return BlockReport(block.number, owned.count, owned.cut, halo, time.perf_counter() - start)
+    return BlockReport(block.number, owned.count, owned.cut, halo, time.perf_counter() - start, peak_rss=_peak_rss())
+
+
+def _peak_rss() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _out_shape(block: Block) -> tuple[int, ...]:

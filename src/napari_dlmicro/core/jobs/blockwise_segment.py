@@ -106,6 +106,7 @@ class BlockwiseResult:
     conflicts: int  # seam pixels two blocks disagreed on (0 when the halo is large enough)
     cut: int  # objects larger than the largest halo tried
     seconds: float
+    peak_rss: int = 0  # the largest peak memory of any worker process, bytes
     notes: list[str] = field(default_factory=list)
 
 
@@ -167,7 +168,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
                                   "run": manifest})
     state.remove()
     return BlockwiseResult(labels, spec, n_objects, tables, len(plan.blocks), conflicts, cut,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, peak_rss=max((r.peak_rss for r in reports.values()), default=0))
 
 
 def _shipped(given: str | Path | Segmenter, model: Segmenter, eng: Engine) -> Segmenter | str:
