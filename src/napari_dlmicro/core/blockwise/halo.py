@@ -14,6 +14,7 @@ from napari_dlmicro.core.models.base import Segmenter
 
 DEFAULT_OBJECT = {2: 48, 3: 32}  # largest object diameter (px) assumed for StarDist and semantic models
 CELLPOSE_DIAMETER = 30.0  # Cellpose-SAM's own scale when no diameter is set
+ALIGN = 16  # halos and block reads sit on this pooling grid (the div_by of StarDist and U-Nets up to depth 4)
 
 
 def object_size(model: Segmenter, settings: dict[str, Any], given: int | None = None) -> int:
@@ -32,5 +33,4 @@ def segmenter_halo(model: Segmenter, settings: dict[str, Any], ndim: int, given:
     margin = tuple(getattr(model, "margin", ()) or ())
     if len(margin) != ndim:
         margin = (32,) * ndim if model.info.kind != "cellpose" else (0,) * ndim
-    div = 16
-    return tuple(int(math.ceil((m + 2 * size) / div) * div) for m in margin)
+    return tuple(int(math.ceil((m + 2 * size) / ALIGN) * ALIGN) for m in margin)

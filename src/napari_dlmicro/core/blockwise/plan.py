@@ -5,7 +5,9 @@ spatial axes (``YX``, or ``ZYX`` for a 3D model) are cut into blocks whose
 cores are multiples of the output's chunks, so no two blocks ever write the
 same chunk; the other axes (T, and Z for a 2D model) are looped over one index
 at a time. Each block reads its core plus ``halo`` pixels on every side
-(clipped at the image's edge).
+(clipped at the image's edge), its start rounded down to a multiple of
+``align``: a U-Net pools on a grid that starts where its input starts, so a
+block read on the whole image's grid gives the whole image's outputs.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class BlockPlan:
     block: tuple[int, ...]  # core size per spatial axis
     halo: tuple[int, ...]
     blocks: tuple[Block, ...]
+    align: tuple[int, ...] = ()  # read starts are multiples of these (per spatial axis)
 
     @property
     def spatial_axes(self) -> str:
@@ -65,6 +68,11 @@ class BlockPlan:
     @property
     def grid_shape(self) -> tuple[int, ...]:
         return tuple(math.ceil(n / b) for n, b in zip(self.out_shape[self.n_loop:], self.block))
+
+    def read_of(self, core: tuple[slice, ...], halo: tuple[int, ...] | None = None) -> tuple[slice, ...]:
+        """The region read for ``core`` with ``halo`` (the plan's by default): clipped, its start aligned."""
+        halo = self.halo if halo is None else halo
+        return read_region(core, halo, self.out_shape[self.n_loop:], self.align or (1,) * len(core))
 
     def by_position(self) -> dict[tuple[tuple[int, ...], tuple[int, ...]], Block]:
         return {(b.loop, b.grid): b for b in self.blocks}
@@ -82,7 +90,14 @@ class BlockPlan:
 
     def to_json(self) -> dict:
         return {"out_axes": self.out_axes, "out_shape": list(self.out_shape), "n_loop": self.n_loop,
-                "block": list(self.block), "halo": list(self.halo)}
+                "block": list(self.block), "halo": list(self.halo), "align": list(self.align)}
+
+
+def read_region(core: tuple[slice, ...], halo: tuple[int, ...], shape: tuple[int, ...],
+                align: tuple[int, ...]) -> tuple[slice, ...]:
+    """``core`` grown by ``halo`` on each side, clipped to ``shape``, its start rounded down to ``align``."""
+    return tuple(slice(max(0, c.start - h) // a * a, min(n, c.stop + h))
+                 for c, h, n, a in zip(core, halo, shape, align))
 
 
 def output_axes(axes: str, model_ndim: int) -> tuple[str, int]:
@@ -93,8 +108,11 @@ def output_axes(axes: str, model_ndim: int) -> tuple[str, int]:
 
 
 def plan_blocks(out_axes: str, out_shape: tuple[int, ...], n_loop: int, block: int | tuple[int, ...],
-                halo: tuple[int, ...], chunks: tuple[int, ...]) -> BlockPlan:
+                halo: tuple[int, ...], chunks: tuple[int, ...], align: int | tuple[int, ...] = 1) -> BlockPlan:
     """Blocks of about ``block`` pixels per spatial axis, rounded up to whole ``chunks``.
+
+    ``align`` (per spatial axis, or one for all) is the grid read starts sit on
+    (a network's ``div_by``).
 
     Refuses blocks smaller than the halo: objects could then reach past the
     next block, and most of each read would be context.
@@ -108,12 +126,13 @@ def plan_blocks(out_axes: str, out_shape: tuple[int, ...], n_loop: int, block: i
             raise UserError(f"the block ({b} px along {axis}) is smaller than the model's halo ({h} px)",
                             f"use --block {h} or more (blocks must hold the context and the largest object)")
     sizes = tuple(min(n, max(c, math.ceil(b / c) * c)) for b, c, n in zip(sizes, spatial_chunks, spatial_shape))
+    aligns = align if isinstance(align, tuple) else (int(align),) * len(sizes)
     grids = [range(math.ceil(n / b)) for n, b in zip(spatial_shape, sizes)]
     loops = [range(n) for n in out_shape[:n_loop]]
     blocks = []
     for loop in product(*loops):
         for grid in product(*grids):
             core = tuple(slice(g * b, min(n, (g + 1) * b)) for g, b, n in zip(grid, sizes, spatial_shape))
-            read = tuple(slice(max(0, c.start - h), min(n, c.stop + h)) for c, h, n in zip(core, halo, spatial_shape))
+            read = read_region(core, halo, spatial_shape, aligns)
             blocks.append(Block(len(blocks), tuple(loop), tuple(grid), core, read))
-    return BlockPlan(out_axes, tuple(out_shape), n_loop, sizes, tuple(halo), tuple(blocks))
+    return BlockPlan(out_axes, tuple(out_shape), n_loop, sizes, tuple(halo), tuple(blocks), aligns)

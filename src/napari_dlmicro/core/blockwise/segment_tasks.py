@@ -92,7 +92,7 @@ def segment_block(block: Block, ctx: SegmentContext) -> BlockReport:
     halo = ctx.plan.halo
     spatial_shape = ctx.plan.out_shape[ctx.plan.n_loop:]
     while True:
-        read = tuple(slice(max(0, c.start - h), min(n, c.stop + h)) for c, h, n in zip(block.core, halo, spatial_shape))
+        read = ctx.plan.read_of(block.core, halo)
         view = Block(block.number, block.loop, block.grid, block.core, read)
         raw = ctx.reader.read(block.loop, read)
         lo, hi = ctx.norm[block.loop[0] if ctx.plan.out_axes.startswith("T") else 0]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from napari_dlmicro.core.blockwise.halo import ALIGN
 from napari_dlmicro.core.blockwise.plan import BlockPlan, output_axes, plan_blocks
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.lazy import LazyImage
@@ -41,7 +42,7 @@ def labels_plan(image: LazyImage, model_ndim: int, block: int, halo: tuple[int, 
     """Blocks over the labels' axes (``TZYX`` order), aligned with the labels' chunks."""
     out_axes, n_loop = output_axes(image.axes, model_ndim)
     shape = tuple(image.shape[image.axes.index(a)] for a in out_axes)
-    return plan_blocks(out_axes, shape, n_loop, block, halo, labels_chunks(image, out_axes, n_loop))
+    return plan_blocks(out_axes, shape, n_loop, block, halo, labels_chunks(image, out_axes, n_loop), ALIGN)
 
 
 def labels_chunks(image: LazyImage, out_axes: str, n_loop: int) -> tuple[int, ...]:

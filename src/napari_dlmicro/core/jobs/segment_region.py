@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from skimage.segmentation import relabel_sequential
 
-from napari_dlmicro.core.blockwise.halo import segmenter_halo
-from napari_dlmicro.core.blockwise.plan import output_axes
+from napari_dlmicro.core.blockwise.halo import ALIGN, segmenter_halo
+from napari_dlmicro.core.blockwise.plan import output_axes, read_region
 from napari_dlmicro.core.blockwise.reading import BlockReader, frame_ranges
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.lazy import LazyImage
@@ -60,7 +60,7 @@ def segment_region_job(image: LazyImage, region: dict[str, int | slice], model: 
     core = tuple(_slice(region.get(a), a, sizes[a]) for a in axes[n_loop:])
     s = {**model.default_settings(), **(settings or {})}
     halo = segmenter_halo(model, s, len(core), object_size)
-    read = tuple(slice(max(0, c.start - h), min(sizes[a], c.stop + h)) for c, h, a in zip(core, halo, axes[n_loop:]))
+    read = read_region(core, halo, tuple(sizes[a] for a in axes[n_loop:]), (ALIGN,) * len(core))
     clock = ProgressClock(3, "preview of the region")
     yield clock.tick(0, "reading the region")
     if norm is None:

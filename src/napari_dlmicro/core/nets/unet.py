@@ -91,6 +91,30 @@ class UNetConfig:
         """Each spatial size must be a multiple of these."""
         return tuple(p**self.depth for p in self.pool)
 
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        """Pixels of context, per spatial axis, that can change one output value.
+
+        A safe upper bound (each convolution adds its half-kernel at its scale,
+        each pooling or upsampling step its full window, a blur pool its taps),
+        so that a region read with this much margin gives the whole image's outputs.
+        """
+        kernels = self.kernel if isinstance(self.kernel, (tuple, list)) else (self.kernel,) * self.ndim
+        out = []
+        for k, p in zip(kernels, self.pool):
+            r, p = int(k) // 2, int(p)
+            blur = 2 if (self.pool_mode == "blur" and p == 2) else 0
+            radius, scale = 0, 1
+            for _ in range(self.depth):
+                radius += self.n_conv * r * scale + (p - 1 + blur) * scale
+                scale *= p
+            radius += self.n_conv * r * scale
+            for _ in range(self.depth):
+                scale //= p
+                radius += (p - 1) * scale + self.n_conv * r * scale
+            out.append(int(radius))
+        return tuple(out)
+
 
 class BlurPool(nn.Module):
     """Max-blur-pooling: max over a ``pool`` window with stride 1, then a [1, 2, 1] blur with stride ``pool``.

@@ -12,6 +12,7 @@ from napari_dlmicro.core.runtime.oom import free_gpu_memory, is_out_of_memory
 
 DEFAULT_TILE = 512
 MIN_TILE = 64
+TILE_MARGIN = 32  # context read around each tile (at least the networks' receptive radius)
 
 
 def tiles_of(model: RestorationModel, spatial_shape: tuple[int, ...], tile: int | None) -> int:
@@ -21,21 +22,24 @@ def tiles_of(model: RestorationModel, spatial_shape: tuple[int, ...], tile: int 
 
 def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None = DEFAULT_TILE,
                    tta: bool = False, token: CancelToken = NEVER, clock: ProgressClock | None = None,
-                   done: int = 0) -> Job:
+                   done: int = 0, input_range: tuple[np.ndarray, np.ndarray] | None = None) -> Job:
     """Restore one (C, *spatial) sample in overlapping tiles; returns it in the input's units.
 
     Yields a :class:`Progress` per tile (on ``clock``, counting on from ``done``).
     Out of memory on a GPU, the tile size is halved and the sample retried.
-    NaN pixels of the input stay NaN in the output.
+    NaN pixels of the input stay NaN in the output. ``input_range`` (per
+    channel ``lo, hi``) replaces the model's own: a block of a big image is
+    normalised with the whole image's range.
     """
-    lo, hi = model.input_range(sample)
+    lo, hi = model.input_range(sample) if input_range is None else (
+        np.asarray(input_range[0], np.float32).reshape(-1), np.asarray(input_range[1], np.float32).reshape(-1))
     out_lo, out_hi = model.output_range(lo, hi)
     shape = (-1,) + (1,) * (sample.ndim - 1)
     bad = ~np.isfinite(sample)
     x = sample if not bad.any() else np.where(bad, np.nanmedian(sample), sample)
     x = ((x - lo.reshape(shape)) / (hi - lo + 1e-20).reshape(shape)).astype(np.float32)
     div = model.div_by
-    margin = tuple(min(32, max(d, 16)) for d in div)
+    margin = tuple(min(TILE_MARGIN, max(d, 16)) for d in div)
     clock = clock or ProgressClock(tiles_of(model, x.shape[1:], tile), "restoring")
     while True:
         try:
