@@ -1,4 +1,4 @@
-"""Helpers of the blockwise tests: a small local model with real objects, and OME-Zarr stores written by ome-zarr."""
+"""Helpers of the blockwise tests: small local models, and OME-Zarr stores written by ome-zarr."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +10,7 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
+from napari_dlmicro.core.models.restoration.network import build_model, save_restoration
 
 
 class BlobSegmenter(Segmenter):
@@ -42,3 +43,17 @@ def write_ngff(path, data, axes, version="0.4", chunks=None, scale=None):
     chunks = chunks or tuple(min(n, 128) if a in "yx" else 1 for a, n in zip(axes, data.shape))
     write_image(data, root, axes=axes, fmt=fmt, scale=scale, storage_options={"chunks": chunks})
     return path
+
+
+def restoration_folder(folder, kind: str, image: np.ndarray, target_high: float | None = None):
+    """A small untrained N2V or CARE model (depth 2, 8 filters) saved to ``folder``, normalised for ``image``.
+
+    N2V keeps the fixed range of ``image``; CARE normalises each image by its
+    own percentiles and maps outputs to ``0 .. target_high``.
+    """
+    lo, hi = (float(v) for v in np.percentile(image, [1.0, 99.8]))
+    norm = {"percentiles": [1.0, 99.8], "input_mode": "dataset", "input": {"low": [lo], "high": [hi]}}
+    if kind == "care":
+        norm.update(input_mode="per_image", target={"low": [0.0], "high": [float(target_high or hi)]})
+    return save_restoration(build_model(kind, 2, 1, 2, 8, {"normalization": norm, "channels": "independent"}),
+                            folder)

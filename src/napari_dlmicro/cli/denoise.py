@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for image in lazy:
         job = BlockwiseDenoiseJob(image=image, model=args.model, output=out / f"{image.name}_denoised.ome.zarr",
                                   block=args.block or DEFAULT_BLOCK, resume=args.resume, cluster=cluster_choice(args),
-                                  tile=(args.tile if args.tile is not None else DENOISE_SETTINGS[0].default) or None,
+                                  tile=args.tile or None,  # unset: each block in one go, like the whole image
                                   device=args.device, previews=False)
         done = run_with_progress(lambda token, job=job: blockwise_denoise_job(job, token), f"denoising {image.name}")
         written.append(done.image)

@@ -11,14 +11,18 @@ import torch
 from napari_dlmicro.core.blockwise.plan import Block, BlockPlan
 from napari_dlmicro.core.blockwise.reading import BlockReader
 from napari_dlmicro.core.blockwise.state import RunState, write_guard
-from napari_dlmicro.core.data.tiling import pad_to_multiple, plan_tiles
 from napari_dlmicro.core.io.ngff_write import OutputSpec
-from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration, predict_tile
+from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
+from napari_dlmicro.core.models.restoration.predict import predict_sample
 from napari_dlmicro.core.runtime.cluster import worker_model
 from napari_dlmicro.core.runtime.devices import resolve_device
+from napari_dlmicro.core.runtime.events import run_to_end
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
 
-HALO = 32  # context around each block and tile, as the in-memory denoiser reads
+
+def denoise_halo(model: RestorationModel) -> tuple[int, ...]:
+    """Context read around each block: the network's receptive radius, in whole multiples of its ``div_by``."""
+    return tuple(-(-r // d) * d for r, d in zip(model.receptive_radius, model.div_by))
 
 
 @dataclass
@@ -29,7 +33,7 @@ class DenoiseContext:
     model: RestorationModel | str
     device: str
     reader: BlockReader
-    norm: dict[int, tuple[list[float], list[float]]]  # per channel index: lo, hi (the input's units)
+    norm: dict[int, tuple[list[float], list[float]]]  # per T index (0 without T): per-channel lo, hi
     plan: BlockPlan
     output: dict[str, Any]
     run_folder: str
@@ -49,31 +53,26 @@ def restoration_model(ctx: DenoiseContext) -> tuple[RestorationModel, Any]:
 
 
 def denoise_block(block: Block, ctx: DenoiseContext) -> float:
-    """Restore one block (its core written to level 0); returns the seconds it took (0 if it was done)."""
+    """Restore one block (its core written to level 0); returns the seconds it took (0 if it was done).
+
+    The block is read with its halo on the whole image's pooling grid and
+    normalised with the whole image's range, so its core equals the
+    whole-image result; NaN pixels take the block's median and stay NaN.
+    """
     state = RunState(ctx.run_folder)
     if state.block_done(block):
         return 0.0
     start = time.perf_counter()
     model, lock = restoration_model(ctx)
     x = ctx.reader.read(block.loop, block.read)  # (spatial..., 1)
-    c = block.loop[ctx.plan.out_axes.index("C")] if "C" in ctx.plan.out_axes[: ctx.plan.n_loop] else 0
-    lo, hi = (np.asarray(v, np.float32)[:1] for v in ctx.norm[c])
-    bad = ~np.isfinite(x)
-    x = np.where(bad, 0, x)
-    sample = np.moveaxis(((x - lo) / (hi - lo + 1e-20)).astype(np.float32), -1, 0)
-    out_lo, out_hi = model.output_range(lo, hi)
-    div = model.div_by
-    margin = tuple(min(HALO, max(d, 16)) for d in div)
-    out = np.empty(sample.shape, np.float32)
+    loop = dict(zip(ctx.plan.out_axes, block.loop))
+    lo, hi = ctx.norm[loop.get("T", 0)]
+    c = loop.get("C", 0)
+    sample = np.moveaxis(x, -1, 0).astype(np.float32, copy=False)
     with lock, torch.inference_mode():
-        for t in plan_tiles(sample.shape[1:], ctx.tile, margin, div):
-            state.token().check()
-            src = np.moveaxis(sample[(slice(None),) + t.src], 0, -1)
-            y = predict_tile(model, np.moveaxis(pad_to_multiple(src, div), -1, 0), tta=ctx.tta)
-            out[(slice(None),) + t.core] = y[(slice(None),) + t.core_in_src][: out.shape[0]]
-    out = out[0] * (out_hi[0] - out_lo[0]) + out_lo[0]
-    out[bad[..., 0]] = np.nan
-    core = out[block.core_in_read]
+        out = run_to_end(predict_sample(model, sample, ctx.tile, ctx.tta, state.token(),
+                                        input_range=(lo[c:c + 1], hi[c:c + 1])))
+    core = out[0][block.core_in_read]
     spec = OutputSpec.from_json(ctx.output)
     with write_guard(spec.path):
         spec.array(0)[block.out_index] = core.reshape((1,) * len(block.loop) + core.shape)

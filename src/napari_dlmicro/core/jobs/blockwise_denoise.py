@@ -1,10 +1,13 @@
 """Denoising an image too big for memory (N2V, CARE), block by block on dask.distributed, into an NGFF image.
 
-Each block is read with a halo of context, restored in tiles and its core
-written straight into level 0 of the output (float32, the input's units);
-lower levels follow as block means. Channels are restored one at a time (the
-model's ``independent`` channel mode), time points and, for a 2D model, planes
-too. The output is marked complete only when every block and level is there.
+Each block is read with the network's receptive radius of context around it
+(on the whole image's pooling grid), normalised with the whole image's range,
+restored as one tile (or in ``tile``-sized tiles when asked) and its core
+written straight into level 0 of the output (float32, the input's units), so
+the result is the whole image's, seams and all; lower levels follow as block
+means. Channels are restored one at a time (the model's ``independent``
+channel mode), time points and, for a 2D model, planes too. The output is
+marked complete only when every block and level is there.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_dlmicro.core.blockwise.denoise_tasks import HALO, DenoiseContext, denoise_block
+from napari_dlmicro.core.blockwise.denoise_tasks import DenoiseContext, denoise_block, denoise_halo
 from napari_dlmicro.core.blockwise.plan import plan_blocks
 from napari_dlmicro.core.blockwise.reading import BlockReader, frame_ranges
 from napari_dlmicro.core.blockwise.state import RUN_FOLDER, DiskFull, RunState
@@ -33,7 +36,11 @@ from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, Prev
 
 @dataclass(frozen=True)
 class BlockwiseDenoiseJob:
-    """What to denoise blockwise, into which store (``<stem>_denoised.ome.zarr``), on which cluster."""
+    """What to denoise blockwise, into which store (``<stem>_denoised.ome.zarr``), on which cluster.
+
+    ``tile`` None restores each block (with its halo) in one go: the block
+    size bounds the memory. ``tta`` None: on for Noise2Void, off for CARE.
+    """
 
     image: LazyImage
     model: str | Path | RestorationModel
@@ -41,7 +48,7 @@ class BlockwiseDenoiseJob:
     block: int = DEFAULT_BLOCK
     resume: bool = False
     cluster: ClusterChoice = field(default_factory=ClusterChoice)
-    tile: int | None = 512
+    tile: int | None = None
     tta: bool | None = None
     device: str = "auto"
     previews: bool = True
@@ -74,9 +81,8 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
     shape = tuple(image.shape[image.axes.index(a)] for a in out_axes)
     in_chunks = dict(zip(image.axes, image.chunks))
     chunks = tuple(1 if i < n_loop else min(n, in_chunks.get(a, 256)) for i, (a, n) in enumerate(zip(out_axes, shape)))
-    div = max(model.div_by)
-    halo = tuple(-(-HALO // div) * div for _ in spatial)
-    plan = plan_blocks(out_axes, shape, n_loop, job.block, halo, chunks)
+    halo, div = denoise_halo(model), model.div_by
+    plan = plan_blocks(out_axes, shape, n_loop, job.block, halo, chunks, div)
     fmt = 3 if (image.ngff_version or "0.4") >= "0.5" else 2
     like = [tuple(lv.shape[image.axes.index(a)] for a in out_axes) for lv in image.levels]
     spec = create_output(OutputSpec(
@@ -132,15 +138,19 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
 
 
 def _ranges(image: LazyImage, model: RestorationModel) -> dict[int, tuple[list[float], list[float]]]:
-    """Per channel: the model's fixed input range, or the whole image's percentiles for ``per_image`` models."""
+    """Per T index (0 without T), per channel ``lo, hi``: what the in-memory denoiser uses for each sample.
+
+    ``per_image`` models (CARE) take each frame's and channel's percentiles
+    (from a low pyramid level on huge images); the others their fixed range.
+    """
     norm = model.config["normalization"]
-    n = image.shape[image.axes.index("C")] if "C" in image.axes else 1
     if norm.get("input_mode") == "per_image":
         low, high = norm["percentiles"]
-        ranges = frame_ranges(image, float(low), float(high), None, per="none")[0]
-        return {c: ([ranges[0][c]], [ranges[1][c]]) for c in range(n)}
+        return frame_ranges(image, float(low), float(high), None)
+    n_t = image.shape[image.axes.index("T")] if "T" in image.axes else 1
+    n_c = image.shape[image.axes.index("C")] if "C" in image.axes else 1
     lo, hi = np.asarray(norm["input"]["low"]).reshape(-1), np.asarray(norm["input"]["high"]).reshape(-1)
-    return {c: ([float(lo[0])], [float(hi[0])]) for c in range(n)}
+    return {t: ([float(lo[0])] * n_c, [float(hi[0])] * n_c) for t in range(n_t)}
 
 
 def denoise_blockwise(image: LazyImage, model: str | Path | RestorationModel, output: str | Path,
