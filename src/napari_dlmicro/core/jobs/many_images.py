@@ -21,11 +21,19 @@ import numpy as np
 import torch
 import zarr
 
-from napari_dlmicro.core.blockwise.state import DiskFull
+from napari_dlmicro.core.blockwise.state import DiskFull, write_guard
 from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.io.files import image_name
 from napari_dlmicro.core.io.lazy import LazyImage
-from napari_dlmicro.core.io.ngff_write import COMPLETE, OutputSpec, create_output, finish_output, output_state
+from napari_dlmicro.core.io.ngff_write import (
+    COMPLETE,
+    OutputSpec,
+    create_output,
+    downsample,
+    finish_output,
+    output_state,
+    pyramid_shapes,
+)
 from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
 from napari_dlmicro.core.jobs.segment_files import segment_file_job
 from napari_dlmicro.core.labels.tables import concat_tables, write_table
@@ -96,10 +104,16 @@ def segment_field_task(image: LazyImage, ctx: ManyContext) -> ImageDone:
                                                    **ctx.kwargs)))
     labels = result.labels.astype(np.uint32)
     spec.axes = result.axes
-    spec.level_shapes = [list(labels.shape)]
-    spec.chunks = [min(n, 1024) if a in "YX" else 1 for a, n in zip(result.axes, labels.shape)]
+    spec.level_shapes = pyramid_shapes(labels.shape, result.axes)
+    chunks = dict(zip(image.axes, image.chunks))
+    spec.chunks = [min(n, chunks.get(a, 1024)) if a in "ZYX" else 1 for a, n in zip(result.axes, labels.shape)]
     spec = create_output(spec, resume=ctx.resume)
-    spec.array(0)[...] = labels
+    with write_guard(spec.path):
+        level = labels
+        for i, shape in enumerate(spec.level_shapes):
+            if i:
+                level = downsample(level, tuple(max(1, round(a / b)) for a, b in zip(level.shape, shape)), True)
+            spec.array(i)[...] = level[tuple(slice(0, n) for n in shape)]
     finish_output(spec, {"objects": result.n_objects})
     well, _, fov = image.where.rpartition("/")
     table = result.table or {"label": np.zeros(0, np.int64)}
