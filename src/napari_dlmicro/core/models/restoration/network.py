@@ -15,9 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_dlmicro.core.data.normalize import percentile_range
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
+from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
+from napari_dlmicro.core.runtime.devices import autocast
 
 KINDS = ("n2v", "care")
 VERSION = 1
@@ -83,8 +86,6 @@ class RestorationModel:
         """Per-channel ``lo, hi`` used to normalise ``sample`` (C, *spatial)."""
         norm = self.config["normalization"]
         if norm.get("input_mode") == "per_image":
-            from napari_dlmicro.core.data.normalize import percentile_range
-
             lo, hi = percentile_range(sample, *norm["percentiles"], axis=tuple(range(1, sample.ndim)))
             return lo.reshape(-1), hi.reshape(-1)
         return np.asarray(norm["input"]["low"], np.float32), np.asarray(norm["input"]["high"], np.float32)
@@ -123,11 +124,8 @@ def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
 def load_restoration(folder: str | Path, device: torch.device | None = None) -> RestorationModel:
     """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
     folder = Path(folder).expanduser()
-    if not folder.exists():
-        from napari_dlmicro.core.models.paths import store_dir
-
-        if (store_dir() / str(folder)).is_dir():
-            folder = store_dir() / str(folder)
+    if not folder.exists() and (store_dir() / str(folder)).is_dir():
+        folder = store_dir() / str(folder)
     if folder.is_file():
         raise UserError(f"'{folder.name}' is a file, not a model folder",
                         "pick the folder that holds config.json and weights.safetensors")
@@ -158,8 +156,6 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
     whatever its shape, so a pixel's output does not depend on how the image
     was cut into tiles or blocks.
     """
-    from napari_dlmicro.core.runtime.devices import autocast
-
     device = model.device
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
     if use_channels_last and t.ndim == 4:

@@ -1,6 +1,8 @@
 """StarDist candidates to labels: NMS and rendering, as plain picklable functions.
 
-Kept free of torch so that the helper process of :mod:`.offload` starts fast.
+Kept free of torch so that the helper process of :mod:`.offload` starts fast,
+and stardist itself (seconds to import) is imported only where NMS runs, so
+the processes that merely hand these functions to the helper never load it.
 """
 from __future__ import annotations
 
@@ -13,38 +15,26 @@ def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tu
 
     2D when ``rays_json`` is None; 3D polyhedra along those rays otherwise.
     """
-    if len(prob) == 0:
-        return np.zeros(shape, np.int32)
-    if rays_json is None:
-        from stardist.geometry import polygons_to_label
-        from stardist.nms import non_maximum_suppression_sparse
-
-        points, prob, dist, _ = non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh)
-        return polygons_to_label(dist, points, shape=shape, prob=prob)
-    from stardist.geometry import polyhedron_to_label
-    from stardist.nms import non_maximum_suppression_3d_sparse
-    from stardist.rays3d import rays_from_json
-
-    rays = rays_from_json(rays_json)
-    points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
-    return polyhedron_to_label(dist, points, rays=rays, prob=prob, shape=shape, verbose=False)
+    return nms_objects(points, prob, dist, shape, nms_thresh, rays_json)[0]
 
 
 def nms_objects(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, ...],
                 nms_thresh: float, rays_json: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`nms_render`, also giving the seeds: label ``i + 1`` is the object of ``points[i]``, ``prob[i]``.
 
-    Higher-probability objects are painted over lower ones, as in :func:`nms_render`.
+    Higher-probability objects are painted over lower ones.
     """
     ndim = len(shape)
     if len(prob) == 0:
         return np.zeros(shape, np.int32), np.zeros((0, ndim), int), np.zeros(0, np.float32)
     if rays_json is None:
+        # heavy (seconds): only the process that runs NMS imports stardist
         from stardist.geometry import polygons_to_label
         from stardist.nms import non_maximum_suppression_sparse
 
-        dist, points, prob = _survivors(non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh))
+        points, prob, dist, _ = non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh)
         return polygons_to_label(dist, points, shape=shape, prob=prob), points, prob
+    # heavy (seconds): only the process that runs NMS imports stardist
     from stardist.geometry import polyhedron_to_label
     from stardist.nms import non_maximum_suppression_3d_sparse
     from stardist.rays3d import rays_from_json
@@ -52,13 +42,6 @@ def nms_objects(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: t
     rays = rays_from_json(rays_json)
     points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
     order = np.argsort(prob, kind="stable")  # painted low to high, as in 2D
-    labels = np.zeros(shape, np.int32)
-    rendered = polyhedron_to_label(dist[order], points[order], rays=rays, prob=prob[order], shape=shape,
-                                   labels=order + 1, verbose=False)
-    labels[...] = rendered
-    return labels, points, prob
-
-
-def _survivors(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    points, prob, dist, _ = result
-    return dist, points, prob
+    labels = polyhedron_to_label(dist[order], points[order], rays=rays, prob=prob[order], shape=shape,
+                                 labels=order + 1, verbose=False)
+    return np.asarray(labels, np.int32), points, prob

@@ -231,7 +231,6 @@ class StarDistSegmenter(Segmenter):
         token.check()
         return self.render(cands, image.shape[:-1], float(s["nms_thresh"]))
 
-
     def segment_objects(self, image: np.ndarray, settings: dict[str, Any], token: CancelToken,
                         tile: int | None = None) -> Job:
         """Labels with StarDist's own seeds: each object's star centre and its probability."""
