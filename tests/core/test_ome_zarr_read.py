@@ -8,8 +8,8 @@ import pytest
 import tifffile
 import zarr
 from blockwise_helpers import write_ngff
-from ome_zarr.format import FormatV04
-from ome_zarr.writer import write_plate_metadata, write_well_metadata
+from ome_zarr.format import FormatV04, FormatV05
+from ome_zarr.writer import write_multiscales_metadata, write_plate_metadata, write_well_metadata
 
 from napari_dlmicro._zarr_reader import get_reader
 from napari_dlmicro.core.errors import UserError
@@ -78,3 +78,16 @@ def test_the_napari_reader_opens_ome_zarr_as_multiscale_layers(tmp_path):
     [(levels, kwargs, kind)] = reader(str(tmp_path / "a.ome.zarr"))
     assert kind == "image" and kwargs["multiscale"] and kwargs["channel_axis"] == 0
     assert kwargs["scale"] == (2.0, 2.0) and levels[0].shape == (2, 600, 600)
+
+
+def test_a_sharded_ngff_05_image_reads_everywhere_and_names_a_missing_shard(tmp_path):
+    data = np.arange(300 * 300, dtype=np.uint32).reshape(300, 300)
+    root = zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="w", zarr_format=3)
+    root.create_array("0", shape=data.shape, chunks=(64, 64), shards=(128, 128), dtype=data.dtype)[:] = data
+    write_multiscales_metadata(root, [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}],
+                               fmt=FormatV05(), axes=["y", "x"])
+    image = open_image(tmp_path / "s.ome.zarr")
+    np.testing.assert_array_equal(image.source.read((slice(200, 300), slice(150, 300))), data[200:, 150:])
+    (tmp_path / "s.ome.zarr" / "0" / "c" / "2" / "1").unlink()
+    with pytest.raises(UserError, match="chunk c/2/1 of s.ome.zarr/0 is missing"):
+        image.source.read((slice(200, 300), slice(150, 300)))

@@ -70,11 +70,12 @@ class ZarrSource:
                               "the store is damaged: copy or convert it again") from None
 
     def check_chunks(self, index: Index) -> None:
-        """Raise :class:`SourceError` naming the first chunk of ``index`` that the store lacks."""
+        """Raise :class:`SourceError` naming the first chunk (or shard) of ``index`` that the store lacks."""
         array = self.open()
         folder = Path(self.root) / self.path
+        stored = getattr(array, "shards", None) or array.chunks  # a sharded array stores one file per shard
         ranges = []
-        for s, n, c in zip(_as_slices(index, array.shape), array.shape, array.chunks):
+        for s, n, c in zip(_as_slices(index, array.shape), array.shape, stored):
             start, stop = s.start, min(s.stop, n)
             ranges.append(range(start // c, max(start // c + 1, math.ceil(stop / c))))
         for coords in product(*ranges):
