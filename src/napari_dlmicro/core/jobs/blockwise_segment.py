@@ -172,8 +172,12 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
 
 
 def _shipped(given: str | Path | Segmenter, model: Segmenter, eng: Engine) -> Segmenter | str:
-    """What workers get: the loaded model itself, unless it is named and the workers are other processes."""
-    if isinstance(given, Segmenter) or (eng.own and not _processes(eng)):
+    """What workers get: the loaded model itself, unless it is named and the workers are local processes.
+
+    Local worker processes load a named model themselves (from the same disk,
+    once each); a cluster's workers get the model, as they may not see the folder.
+    """
+    if isinstance(given, Segmenter) or not eng.own or not _processes(eng):
         return model
     path = Path(str(given)).expanduser()
     return str(path.resolve()) if path.exists() else str(given)

@@ -92,8 +92,13 @@ def engine(choice: ClusterChoice | None = None) -> Iterator[Engine]:
         workers = choice.workers
         torch_threads = max(1, (os.cpu_count() or 1) // workers)
     where = {"host": "127.0.0.1", "memory_limit": "auto"} if choice.processes else {"memory_limit": 0}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=choice.threads or 1, processes=choice.processes,
-                           dashboard_address="127.0.0.1:0", silence_logs=40, **where)
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=choice.threads or 1,
+                               processes=choice.processes, dashboard_address="127.0.0.1:0", silence_logs=40, **where)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        raise UserError(f"the {workers} local dask worker(s) could not start ({_why(exc)})",
+                        "in a Python script, run the job under `if __name__ == \"__main__\":` (workers are new "
+                        "processes that import the script); or check the free memory, or give --workers 1") from None
     client = Client(cluster, set_as_default=False)
     try:
         yield Engine(client, client.dashboard_link, True, torch_threads)
@@ -145,6 +150,13 @@ def run_tasks(client: Client, fn: Callable[..., Any], items: Sequence[Any], *arg
             on_cancel()
         client.cancel(list(futures), force=True)
         raise
+
+
+def _why(exc: BaseException) -> str:
+    """The innermost cause's message (a worker that failed to start is wrapped several times over)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _error_of(future: Future) -> BaseException:
