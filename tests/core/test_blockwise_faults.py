@@ -67,6 +67,16 @@ def test_a_scheduler_that_does_not_answer_is_named(monkeypatch):
         pass
 
 
+def test_local_workers_that_cannot_start_are_named(monkeypatch):
+    def fail(**kwargs):
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr("napari_dlmicro.core.runtime.cluster.LocalCluster", fail)
+    with pytest.raises(UserError, match=r"2 local dask worker\(s\) could not start \(Nanny failed"), \
+            engine(ClusterChoice(workers=2)):
+        pass
+
+
 def test_a_missing_or_corrupt_chunk_names_its_block_and_the_rest_finishes(tmp_path, ngff_nuclei, blobs):
     chunk = ngff_nuclei / "s0" / "2" / "3"
     os.remove(chunk)
