@@ -33,18 +33,11 @@ class SourceError(UserError):
     """A region could not be read: a chunk missing or damaged, a file gone."""
 
 
-@dataclass(frozen=True)
-class ZarrSource:
-    """One array of a local Zarr store (v2 or v3), ``root/path``."""
-
-    root: str
-    path: str
-    allow_missing: bool = False
+class _OpenedArray:
+    """Shape, type and chunks of a source that opens a Zarr array (once per process)."""
 
     def open(self) -> zarr.Array:
-        """The array, opened read-only once per process."""
-        return _opened(("zarr", self.root, self.path), lambda: zarr.open_array(
-            zarr.storage.LocalStore(self.root, read_only=True), path=self.path, mode="r"))
+        raise NotImplementedError
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -57,6 +50,20 @@ class ZarrSource:
     @property
     def chunks(self) -> tuple[int, ...]:
         return tuple(self.open().chunks)
+
+
+@dataclass(frozen=True)
+class ZarrSource(_OpenedArray):
+    """One array of a local Zarr store (v2 or v3), ``root/path``."""
+
+    root: str
+    path: str
+    allow_missing: bool = False
+
+    def open(self) -> zarr.Array:
+        """The array, opened read-only once per process."""
+        return _opened(("zarr", self.root, self.path), lambda: zarr.open_array(
+            zarr.storage.LocalStore(self.root, read_only=True), path=self.path, mode="r"))
 
     def read(self, index: Index) -> np.ndarray:
         """The pixels at ``index`` (slices or ints, one per axis)."""
@@ -90,7 +97,7 @@ class ZarrSource:
 
 
 @dataclass(frozen=True)
-class TiffSource:
+class TiffSource(_OpenedArray):
     """One series (and pyramid level) of a TIFF file, read through tifffile's Zarr store."""
 
     path: str
@@ -102,18 +109,6 @@ class TiffSource:
             store = tifffile.imread(self.path, aszarr=True, series=self.series, level=self.level)
             return zarr.open_array(store, mode="r")
         return _opened(("tiff", self.path, self.series, self.level), make)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.open().shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(self.open().dtype)
-
-    @property
-    def chunks(self) -> tuple[int, ...]:
-        return tuple(self.open().chunks)
 
     def read(self, index: Index) -> np.ndarray:
         try:

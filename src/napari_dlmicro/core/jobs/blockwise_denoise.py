@@ -20,18 +20,19 @@ from typing import Any
 import numpy as np
 
 from napari_dlmicro.core.blockwise.denoise_tasks import DenoiseContext, denoise_block, denoise_halo
-from napari_dlmicro.core.blockwise.plan import plan_blocks
+from napari_dlmicro.core.blockwise.passes import block_pass
+from napari_dlmicro.core.blockwise.plan import Block, plan_blocks
 from napari_dlmicro.core.blockwise.reading import BlockReader, frame_ranges
-from napari_dlmicro.core.blockwise.state import RUN_FOLDER, DiskFull, RunState
-from napari_dlmicro.core.errors import Cancelled, UserError
+from napari_dlmicro.core.blockwise.state import RUN_FOLDER, RunState
+from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.ngff_write import OutputSpec, create_output, finish_output, pyramid_shapes
 from napari_dlmicro.core.jobs.blockwise_segment import DEFAULT_BLOCK, pyramid_pass
 from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.cluster import ClusterChoice, engine, run_tasks
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes
 from napari_dlmicro.core.runtime.devices import resolve_device
-from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, PreviewKind, ProgressClock, run_to_end
+from napari_dlmicro.core.runtime.events import Job, Notice, Preview, PreviewKind, run_to_end
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
         channel_names=list(image.channel_names)), job.resume)
     state = RunState(spec.path / RUN_FOLDER)
     norm = _ranges(image, model)
-    state.create({"input": str(image.path or image.name), "shape": list(image.shape), "model": str(job.model),
+    name = str(job.model) if not isinstance(job.model, RestorationModel) else model.config.get("name", model.kind)
+    state.create({"input": str(image.path or image.name), "shape": list(image.shape), "model": name,
                   "plan": plan.to_json(), "norm": {str(k): v for k, v in norm.items()}}, job.resume)
     norm = {int(k): tuple(v) for k, v in state.manifest()["norm"].items()}
     tta = model.kind == "n2v" if job.tta is None else job.tta
@@ -105,36 +107,29 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
             yield Notice(f"dask dashboard: {eng.dashboard}")
         if done:
             yield Notice(f"resuming: {len(done)} of {len(plan.blocks)} block(s) were already denoised")
-        shipped: Any = model if (isinstance(job.model, RestorationModel) or not eng.own) else str(
-            Path(str(job.model)).expanduser().resolve())
-        ctx = DenoiseContext(secrets.token_hex(6), shipped, job.device, reader, norm, plan, spec.to_json(),
-                             str(state.folder), job.tile, tta, eng.torch_threads)
+        ctx = DenoiseContext(secrets.token_hex(6), _shipped(job.model, model, eng), job.device, reader, norm, plan,
+                             spec.to_json(), str(state.folder), job.tile, tta, eng.torch_threads)
         shared = eng.client.scatter(ctx, broadcast=True, hash=False)
-        clock = ProgressClock(len(todo), "denoising blocks")
         level0 = spec.array(0, mode="r") if job.previews else None
-        failed = []
-        finished = 0
-        for outcome in run_tasks(eng.client, denoise_block, todo, shared, token=token, on_cancel=state.ask_cancel,
-                                 key="denoise"):
-            if outcome is None:
-                continue
-            finished += 1
-            if outcome.error is not None:
-                if isinstance(outcome.error, (DiskFull, Cancelled)):
-                    raise outcome.error
-                failed.append((outcome.item, outcome.error))
-                yield Notice(f"block {outcome.item.where(out_axes)} failed: {outcome.error}", Level.WARNING)
-            elif level0 is not None:
-                yield Preview(np.asarray(level0[outcome.item.out_index]), outcome.item.out_index, PreviewKind.IMAGE)
-            yield clock.tick(finished, f"block {finished}/{len(todo)} denoised")
-        if failed:
-            names = "; ".join(f"{b.where(out_axes)}: {e}" for b, e in failed[:5])
-            raise UserError(f"{len(failed)} of {len(plan.blocks)} block(s) kept failing ({names}); "
-                            f"{spec.path} is not marked complete", "fix the cause and run again with --resume")
+
+        def denoised(block: Block, _seconds: float) -> Preview | None:
+            return None if level0 is None else Preview(np.asarray(level0[block.out_index]), block.out_index,
+                                                       PreviewKind.IMAGE)
+
+        yield from block_pass(eng, denoise_block, todo, shared, plan, state, spec, token, "denoising blocks",
+                              "denoised", denoised)
         yield from pyramid_pass(eng, spec, token, state)
-    path = finish_output(spec, {"model": str(job.model)})
+    path = finish_output(spec, {"model": name})
     state.remove()
     return BlockwiseDenoised(path, spec, len(plan.blocks), time.perf_counter() - start)
+
+
+def _shipped(given: str | Path | RestorationModel, model: RestorationModel, eng: Engine) -> RestorationModel | str:
+    """What workers get: the loaded model, unless it is named and the workers are local processes (they load it)."""
+    if isinstance(given, RestorationModel) or not eng.own or not processes(eng):
+        return model
+    path = Path(str(given)).expanduser()
+    return str(path.resolve()) if path.exists() else str(given)
 
 
 def _ranges(image: LazyImage, model: RestorationModel) -> dict[int, tuple[list[float], list[float]]]:

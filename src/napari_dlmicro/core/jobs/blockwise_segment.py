@@ -18,7 +18,6 @@ after pass 1, final ids after pass 2).
 """
 from __future__ import annotations
 
-import errno
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from napari_dlmicro.core.blockwise.failures import why
 from napari_dlmicro.core.blockwise.halo import segmenter_halo
+from napari_dlmicro.core.blockwise.passes import block_pass
 from napari_dlmicro.core.blockwise.plan import Block, BlockPlan
 from napari_dlmicro.core.blockwise.reading import BlockReader, frame_ranges
 from napari_dlmicro.core.blockwise.segment_tasks import (
@@ -40,7 +41,7 @@ from napari_dlmicro.core.blockwise.segment_tasks import (
     offsets_of,
     segment_block,
 )
-from napari_dlmicro.core.blockwise.state import RUN_FOLDER, DiskFull, RunState, disk_full
+from napari_dlmicro.core.blockwise.state import RUN_FOLDER, RunState
 from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.ngff_write import OutputSpec, create_output, finish_output
@@ -55,7 +56,7 @@ from napari_dlmicro.core.labels.tables import concat_tables, write_table
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, run_tasks
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, run_tasks
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, PreviewKind, ProgressClock, run_to_end
 
@@ -177,14 +178,10 @@ def _shipped(given: str | Path | Segmenter, model: Segmenter, eng: Engine) -> Se
     Local worker processes load a named model themselves (from the same disk,
     once each); a cluster's workers get the model, as they may not see the folder.
     """
-    if isinstance(given, Segmenter) or not eng.own or not _processes(eng):
+    if isinstance(given, Segmenter) or not eng.own or not processes(eng):
         return model
     path = Path(str(given)).expanduser()
     return str(path.resolve()) if path.exists() else str(given)
-
-
-def _processes(eng: Engine) -> bool:
-    return any(not str(addr).startswith("inproc") for addr in eng.client.scheduler_info(n_workers=-1)["workers"])
 
 
 def _segment_pass(eng: Engine, plan: BlockPlan, ctx, state: RunState, job: BlockwiseSegmentJob, spec: OutputSpec,
@@ -197,42 +194,15 @@ def _segment_pass(eng: Engine, plan: BlockPlan, ctx, state: RunState, job: Block
             reports[b.number] = BlockReport(b.number, int(state.load_block(b, ("count",))["count"]), skipped=True)
     if done:
         yield Notice(f"resuming: {len(done)} of {len(plan.blocks)} block(s) were already segmented")
-    clock = ProgressClock(len(todo), "segmenting blocks")
-    failed: list[tuple[Block, BaseException]] = []
     raw = zarr.open_array(str(state.raw_path), mode="r") if job.previews else None
-    finished = 0
-    for outcome in run_tasks(eng.client, segment_block, todo, ctx, token=token, on_cancel=state.ask_cancel,
-                             key="segment"):
-        if outcome is None:
-            continue
-        finished += 1
-        block = outcome.item
-        if outcome.error is not None:
-            if isinstance(outcome.error, OSError) and outcome.error.errno in (errno.ENOSPC, errno.EDQUOT):
-                state.ask_cancel()
-                raise disk_full(spec.path, outcome.error)
-            if isinstance(outcome.error, DiskFull):
-                state.ask_cancel()
-                raise outcome.error
-            if isinstance(outcome.error, Cancelled):
-                raise outcome.error
-            failed.append((block, outcome.error))
-            yield Notice(f"block {block.where(plan.out_axes)} failed: {_why(outcome.error)}", Level.WARNING)
-        else:
-            reports[block.number] = outcome.result
-            if raw is not None:
-                yield Preview(np.asarray(raw[block.out_index]), block.out_index, PreviewKind.LABELS)
-        yield clock.tick(finished, f"block {finished}/{len(todo)} segmented")
-    if failed:
-        names = "; ".join(f"{b.where(plan.out_axes)}: {_why(e)}" for b, e in failed[:5])
-        raise UserError(f"{len(failed)} of {len(plan.blocks)} block(s) kept failing ({names}"
-                        + (" ..." if len(failed) > 5 else "") + f"); {spec.path} is not marked complete",
-                        "fix the cause and run again with --resume: the finished blocks are kept")
+
+    def segmented(block: Block, report: BlockReport) -> Preview | None:
+        reports[block.number] = report
+        return None if raw is None else Preview(np.asarray(raw[block.out_index]), block.out_index, PreviewKind.LABELS)
+
+    yield from block_pass(eng, segment_block, todo, ctx, plan, state, spec, token, "segmenting blocks", "segmented",
+                          segmented)
     return reports
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 def _compose_pass(eng: Engine, plan: BlockPlan, ctx, state: RunState, reports: dict[int, BlockReport],
@@ -248,7 +218,7 @@ def _compose_pass(eng: Engine, plan: BlockPlan, ctx, state: RunState, reports: d
             continue
         if outcome.error is not None:
             raise outcome.error if isinstance(outcome.error, (UserError, Cancelled)) else UserError(
-                f"block {outcome.item.where(plan.out_axes)} could not be numbered ({_why(outcome.error)})",
+                f"block {outcome.item.where(plan.out_axes)} could not be numbered ({why(outcome.error)})",
                 "run again with --resume")
         finished += 1
         conflicts += int(outcome.result)
@@ -274,7 +244,7 @@ def pyramid_pass(eng: Engine, spec: OutputSpec, token: CancelToken, state: RunSt
                 continue
             if outcome.error is not None:
                 raise outcome.error if isinstance(outcome.error, UserError) else UserError(
-                    f"pyramid level {level} could not be written ({_why(outcome.error)})", "run again with --resume")
+                    f"pyramid level {level} could not be written ({why(outcome.error)})", "run again with --resume")
             finished += 1
             yield clock.tick(finished, f"pyramid level {level}: {finished}/{len(regions)}")
 

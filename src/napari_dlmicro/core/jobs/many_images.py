@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import zarr
 
-from napari_dlmicro.core.blockwise.state import DiskFull, write_guard
-from napari_dlmicro.core.errors import Cancelled, UserError
+from napari_dlmicro.core.blockwise.failures import kept_failing, stop_if_fatal, why
+from napari_dlmicro.core.blockwise.state import write_guard
+from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.files import image_name
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.ngff_write import (
@@ -40,7 +41,7 @@ from napari_dlmicro.core.labels.tables import concat_tables, write_table
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.cluster import ClusterChoice, engine, run_tasks, worker_model
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, engine, processes, run_tasks, worker_model
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Notice, ProgressClock, run_to_end
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
@@ -154,7 +155,7 @@ def segment_many_job(items: Sequence[str | Path | LazyImage], outdir: str | Path
     with engine(cluster) as eng:
         if eng.dashboard:
             yield Notice(f"dask dashboard: {eng.dashboard}")
-        shipped = loaded if (isinstance(model, Segmenter) or not eng.own) else str(model)
+        shipped = loaded if (isinstance(model, Segmenter) or not eng.own or not processes(eng)) else str(model)
         ctx = ManyContext(secrets.token_hex(6), shipped, device, str(outdir), kwargs, resume, eng.torch_threads,
                           str(labels_store) if labels_store else None, into_input, label_name)
         shared = eng.client.scatter(ctx, broadcast=True, hash=False)
@@ -166,20 +167,16 @@ def segment_many_job(items: Sequence[str | Path | LazyImage], outdir: str | Path
                 continue
             name = outcome.item.where if fields else Path(outcome.item).name
             if outcome.error is not None:
-                if isinstance(outcome.error, (DiskFull, Cancelled)):
-                    raise outcome.error
+                stop_if_fatal(outcome.error, labels_store or outdir)
                 failed.append((name, outcome.error))
-                yield Notice(f"{name} failed: {outcome.error}", Level.WARNING)
+                yield Notice(f"{name} failed: {why(outcome.error)}", Level.WARNING)
             else:
                 done.append(outcome.result)
             yield clock.tick(len(done) + len(failed), f"{len(done)} of {len(items)} image(s) done")
     if fields and measurements is not None:
         write_table(measurements, concat_tables([d.table for d in done if d.table is not None]))
     if failed:
-        names = "; ".join(f"{n}: {e}" for n, e in failed[:5])
-        raise UserError(f"{len(failed)} of {len(items)} image(s) failed ({names}"
-                        + (" ..." if len(failed) > 5 else "") + ")",
-                        "fix them and run again with --resume: the finished ones are kept")
+        raise kept_failing(failed, len(items), "image(s)", None)
     return done
 
 

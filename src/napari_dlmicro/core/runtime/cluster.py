@@ -71,6 +71,11 @@ class Engine:
         return max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})))
 
 
+def processes(eng: Engine) -> bool:
+    """True when the workers are processes of their own (not threads of this one)."""
+    return any(not str(addr).startswith("inproc") for addr in eng.client.scheduler_info(n_workers=-1)["workers"])
+
+
 @contextlib.contextmanager
 def engine(choice: ClusterChoice | None = None) -> Iterator[Engine]:
     """Open the cluster ``choice`` names; a LocalCluster started here is closed on the way out."""
