@@ -28,8 +28,11 @@ def object_size(model: Segmenter, settings: dict[str, Any], given: int | None = 
 
 
 def segmenter_halo(model: Segmenter, settings: dict[str, Any], ndim: int, given: int | None = None) -> tuple[int, ...]:
-    """The halo per spatial axis for ``model``: its receptive margin plus twice the largest object."""
-    size = object_size(model, settings, given)
+    """The halo per spatial axis for ``model``: its receptive margin plus twice the largest object.
+
+    A class map (a semantic model) has no objects to keep whole: its margin is enough.
+    """
+    size = 0 if model.info.class_map else object_size(model, settings, given)
     margin = tuple(getattr(model, "margin", ()) or ())
     if len(margin) != ndim:
         margin = (32,) * ndim if model.info.kind != "cellpose" else (0,) * ndim

@@ -93,26 +93,25 @@ class UNetConfig:
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:
-        """Pixels of context, per spatial axis, that can change one output value.
+        """A safe upper bound, per spatial axis, on the pixels of context that can change one output.
 
-        A safe upper bound (each convolution adds its half-kernel at its scale,
-        each pooling or upsampling step its full window, a blur pool its taps),
-        so that a region read with this much margin gives the whole image's outputs.
+        Each convolution adds its half-kernel at its scale, each pooling (a
+        blur-pool reads one more pixel each side) and upsampling step its
+        window, so a region read with this much margin gives the whole image's outputs.
         """
-        kernels = self.kernel if isinstance(self.kernel, (tuple, list)) else (self.kernel,) * self.ndim
+        kernels = tuple(self.kernel) if isinstance(self.kernel, (tuple, list)) else (int(self.kernel),) * self.ndim
         out = []
-        for k, p in zip(kernels, self.pool):
-            r, p = int(k) // 2, int(p)
-            blur = 2 if (self.pool_mode == "blur" and p == 2) else 0
+        for d in range(self.ndim):
+            half, pool = kernels[d] // 2, int(self.pool[d])
             radius, scale = 0, 1
-            for _ in range(self.depth):
-                radius += self.n_conv * r * scale + (p - 1 + blur) * scale
-                scale *= p
-            radius += self.n_conv * r * scale
-            for _ in range(self.depth):
-                scale //= p
-                radius += (p - 1) * scale + self.n_conv * r * scale
-            out.append(int(radius))
+            for _ in range(self.depth):  # convolutions, then pooling
+                radius += self.n_conv * half * scale + pool * scale
+                scale *= pool
+            radius += self.n_conv * half * scale
+            for _ in range(self.depth):  # upsampling, then convolutions
+                scale //= pool
+                radius += pool * scale + self.n_conv * half * scale
+            out.append(radius)
         return tuple(out)
 
 
