@@ -12,7 +12,6 @@ from napari_dlmicro.core.runtime.oom import free_gpu_memory, is_out_of_memory
 
 DEFAULT_TILE = 512
 MIN_TILE = 64
-TILE_MARGIN = 32  # context read around each tile (at least the networks' receptive radius)
 
 
 def tiles_of(model: RestorationModel, spatial_shape: tuple[int, ...], tile: int | None) -> int:
@@ -39,7 +38,7 @@ def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None
     x = sample if not bad.any() else np.where(bad, np.nanmedian(sample), sample)
     x = ((x - lo.reshape(shape)) / (hi - lo + 1e-20).reshape(shape)).astype(np.float32)
     div = model.div_by
-    margin = tuple(min(TILE_MARGIN, max(d, 16)) for d in div)
+    margin = tuple(min(32, max(d, 16)) for d in div)
     clock = clock or ProgressClock(tiles_of(model, x.shape[1:], tile), "restoring")
     while True:
         try:
