@@ -75,6 +75,11 @@ class RestorationModel:
         return UNetConfig.from_dict(self.config["unet"]).div_by
 
     @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        """Context per spatial axis that can change one output pixel (see :class:`UNetConfig`)."""
+        return UNetConfig.from_dict(self.config["unet"]).receptive_radius
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
@@ -120,9 +125,8 @@ def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
 def load_restoration(folder: str | Path, device: torch.device | None = None) -> RestorationModel:
     """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
     folder = Path(folder).expanduser()
-    if not folder.exists():
-        if (store_dir() / str(folder)).is_dir():
-            folder = store_dir() / str(folder)
+    if not folder.exists() and (store_dir() / str(folder)).is_dir():
+        folder = store_dir() / str(folder)
     if folder.is_file():
         raise UserError(f"'{folder.name}' is a file, not a model folder",
                         "pick the folder that holds config.json and weights.safetensors")
@@ -148,8 +152,10 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
                  tta: bool = False, token: CancelToken = NEVER) -> np.ndarray:
     """Run the network on one normalised (C, *spatial) array; sizes must fit ``div_by``.
 
-    ``tta`` averages the predictions of the flipped and rotated YX plane
-    (eight views on square tiles, two otherwise), which lowers the residual noise.
+    ``tta`` averages the predictions of the eight flips and quarter turns of
+    the YX plane, which lowers the residual noise. Every tile gets all eight,
+    whatever its shape, so a pixel's output does not depend on how the image
+    was cut into tiles or blocks.
     """
     device = model.device
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
@@ -160,9 +166,8 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
         if not tta:
             out = model.net(t).float()
         else:
-            square = t.shape[-1] == t.shape[-2]
             acc, n = torch.zeros_like(t[:, :1].expand(-1, model.config["n_out"], *t.shape[2:])).float(), 0
-            for k in range(4 if square else 1):
+            for k in range(4):
                 for flip in (False, True):
                     v = torch.rot90(t, k, dims=(-2, -1))
                     v = torch.flip(v, dims=(-1,)) if flip else v

@@ -20,31 +20,12 @@ from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
 from napari_dlmicro.core.models.semantic.network import SemanticModel, load_semantic
-from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 from napari_dlmicro.core.runtime.events import Job, Preview, ProgressClock
 from napari_dlmicro.core.runtime.oom import forward_or_shrink
 
 MIN_TILE = 64  # the smallest tile tried after the GPU runs out of memory
-
-
-def unet_receptive_radius(c: UNetConfig) -> tuple[int, ...]:
-    """A safe upper bound, per spatial axis, on the pixels of context that can change one output of the U-Net."""
-    kernels = tuple(c.kernel) if isinstance(c.kernel, (tuple, list)) else (int(c.kernel),) * c.ndim
-    out = []
-    for d in range(c.ndim):
-        half, pool = kernels[d] // 2, int(c.pool[d])
-        radius, scale = 0, 1
-        for _ in range(c.depth):  # convolutions, then pooling (a blur-pool reads one more pixel each side)
-            radius += c.n_conv * half * scale + pool * scale
-            scale *= pool
-        radius += c.n_conv * half * scale
-        for _ in range(c.depth):  # upsampling, then convolutions
-            scale //= pool
-            radius += pool * scale + c.n_conv * half * scale
-        out.append(radius)
-    return tuple(out)
 
 
 class SemanticSegmenter(Segmenter):
@@ -71,7 +52,7 @@ class SemanticSegmenter(Segmenter):
     def margin(self) -> tuple[int, ...]:
         """Context read around each tile (the receptive field, on multiples of what the network divides by)."""
         div = self.net.unet_config.div_by
-        return tuple(max(d, -(-r // d) * d) for r, d in zip(unet_receptive_radius(self.net.unet_config), div))
+        return tuple(max(d, -(-r // d) * d) for r, d in zip(self.net.unet_config.receptive_radius, div))
 
     def _plan(self, shape: tuple[int, ...], tile: int | None) -> list[Tile]:
         div = self.net.unet_config.div_by

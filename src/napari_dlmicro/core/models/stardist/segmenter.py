@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
-from napari_dlmicro.core.models.base import ModelInfo, Segmenter
-from napari_dlmicro.core.models.stardist.geometry import nms_render
+from napari_dlmicro.core.models.base import ModelInfo, ObjectLabels, Segmenter
+from napari_dlmicro.core.models.stardist.geometry import nms_objects, nms_render
 from napari_dlmicro.core.models.stardist.network import StarDistNet
 from napari_dlmicro.core.models.stardist.settings import stardist_settings
 from napari_dlmicro.core.models.stardist.views import averaged_forward
@@ -238,6 +238,21 @@ class StarDistSegmenter(Segmenter):
         cands = yield from self.candidates(image, token, tile, float(s["prob_thresh"]), views)
         token.check()
         return self.render(cands, image.shape[:-1], float(s["nms_thresh"]), token)
+
+    def segment_objects(self, image: np.ndarray, settings: dict[str, Any], token: CancelToken,
+                        tile: int | None = None) -> Job:
+        """Labels with StarDist's own seeds: each object's star centre and its probability."""
+        s = {**self.default_settings(), **(settings or {})}
+        views = int(round(float(s.get("views", 1))))
+        cands = yield from self.candidates(image, token, tile, float(s["prob_thresh"]), views)
+        token.check()
+        rays_json = self.rays.to_json() if self.rays is not None else None
+        labels, points, prob = offload.call(nms_objects, cands.points, cands.prob, cands.dist,
+                                            tuple(image.shape[:-1]), float(s["nms_thresh"]), rays_json, token=token)
+        present = np.zeros(len(points) + 1, bool)
+        present[np.unique(labels)] = True
+        ids = np.nonzero(present[1:])[0] + 1
+        return ObjectLabels(labels, ids, np.asarray(points, np.int64)[ids - 1], np.asarray(prob, np.float32)[ids - 1])
 
 
 def _on_grid(region: tuple[slice, ...], grid) -> tuple[slice, ...]:
