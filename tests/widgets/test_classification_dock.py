@@ -8,6 +8,7 @@ from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.events import Event
 from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
 
+from napari_dlmicro.state.classification import ClassificationState
 from napari_dlmicro.widgets.classification import ClassificationWidget
 
 SCALE = (0.5, 0.5)
@@ -81,6 +82,9 @@ def test_clicks_classify_every_object_and_the_results_show(dock, qtbot, tmp_path
     viewer, widget = dock
     label_some(viewer, widget, qtbot)
     assert widget.state.table == {1: "small", 3: "small", 5: "small", 2: "big", 4: "big", 6: "big"}
+    remembered = ClassificationState()
+    remembered.restore()
+    assert remembered.class_names == ("small", "big")  # the next session starts with these classes
     classes = viewer.layers["cells labels [classes]"]
     assert tuple(classes.scale) == SCALE
     labels = viewer.layers["cells labels"]

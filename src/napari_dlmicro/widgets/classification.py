@@ -89,6 +89,8 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         f.classify_button.clicked.connect(lambda: self.classify())
         f.busy(False)
         self.state.events.table.connect(self._on_table)
+        for event in (self.state.events.classes, self.state.events.kind):  # the classes outlive the session
+            event.connect(self.state.remember)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
@@ -183,7 +185,8 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         self._attached = []
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        """Closing the dock takes its handlers off the layers (and cancels its jobs)."""
+        """Closing the dock remembers its form, takes its handlers off the layers (and cancels its jobs)."""
+        self.state.remember()
         self._detach()
         super().closeEvent(event)
 
