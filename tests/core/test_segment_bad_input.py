@@ -48,4 +48,5 @@ def test_planes_stored_as_samples_are_named_channels_with_a_way_out(trained_star
     assert rc == 2 and "4 channels" in err and "--axes YXZ" in err
     with pytest.raises(UserError, match="4 channels"):
         segment(stack, trained_stardist, axes="YXC")
-    assert segment(stack, trained_stardist, axes="YXZ", settings={"views": 1}, measure=False).labels.shape == (4, 64, 64)
+    result = segment(stack, trained_stardist, axes="YXZ", settings={"views": 1}, measure=False)
+    assert result.labels.shape == (4, 64, 64)

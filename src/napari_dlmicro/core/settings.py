@@ -114,10 +114,10 @@ class Setting:
             items = converted if self.many else (converted,)
             wrong = [v for v in items if v not in self.choices]
             bad = ", ".join(wrong) if wrong else None
-        elif self.type in (int, float):
-            if (self.minimum is not None and converted < self.minimum) or (
-                    self.maximum is not None and converted > self.maximum):
-                bad = given
+        elif self.type in (int, float) and (
+                (self.minimum is not None and converted < self.minimum)
+                or (self.maximum is not None and converted > self.maximum)):
+            bad = given
         if bad is not None:
             raise UserError(f"{self.label} cannot be {bad}", f"give {self.range_text()}")
 

@@ -1,6 +1,7 @@
 """The Annotation dock's remembered settings: the training set folder, the size filter and the model."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from psygnal import evented
@@ -29,8 +30,6 @@ class AnnotationState:
         """Put back the last session's form."""
         saved = load_settings(SECTION)
         self.folder = str(saved.get("folder", self.folder))
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             self.min_size = int(saved.get("min_size", self.min_size))
-        except (TypeError, ValueError):
-            pass
         self.model = str(saved.get("model", self.model))

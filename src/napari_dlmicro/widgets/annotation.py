@@ -74,7 +74,8 @@ class AnnotationWidget(DockPanel):
         self.min_size = bind(self.state, "min_size", QSpinBox(minimum=1, maximum=100000))
         buttons = [
             ("Next free id", self.next_id, "Paint a new object with the next unused id"),
-            ("Delete at cursor", self.delete_at_cursor, "Remove the object under the mouse (press with the cursor on it)"),
+            ("Delete at cursor", self.delete_at_cursor,
+             "Remove the object under the mouse (press with the cursor on it)"),
             ("Fill holes", self.fill_holes, "Fill holes inside every object (3D: in every Z plane)"),
             ("Relabel 1..N", self.relabel, "Renumber objects without gaps (3D: the whole volume)"),
             ("Merge 2 points", self.merge, f"Merge the objects under the last two points of '{POINTS_NAME}'"),
@@ -300,7 +301,7 @@ class AnnotationWidget(DockPanel):
     def merge(self) -> None:
         def go():
             layer = self.labels_layer()
-            points = self.viewer.layers[POINTS_NAME] if POINTS_NAME in self.viewer.layers else None
+            points = self.viewer.layers[POINTS_NAME] if POINTS_NAME in self.viewer.layers else None  # noqa: SIM401 - LayerList has no .get
             if points is None or len(points.data) < 2:
                 raise UserError("merging needs two points", f"add two points, one on each object, to '{POINTS_NAME}'")
             p, q = (self._in_labels(layer, pt, points) for pt in points.data[-2:])
@@ -311,7 +312,7 @@ class AnnotationWidget(DockPanel):
     def split(self) -> None:
         def go():
             layer = self.labels_layer()
-            lines = self.viewer.layers[LINES_NAME] if LINES_NAME in self.viewer.layers else None
+            lines = self.viewer.layers[LINES_NAME] if LINES_NAME in self.viewer.layers else None  # noqa: SIM401 - LayerList has no .get
             if lines is None or not len(lines.data):
                 raise UserError("splitting needs a line", f"draw a line across the object in '{LINES_NAME}'")
             line = np.array([self._in_labels(layer, v, lines) for v in np.asarray(lines.data[-1])])

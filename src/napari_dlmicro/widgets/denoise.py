@@ -141,7 +141,8 @@ class DenoiseWidget(DockPanel):
             start = int(np.clip(c - size // 2, 0, n - size))
             region.append(slice(start, start + size))
         t = int(self.viewer.dims.current_step[axes.index("T")]) if "T" in axes else 0
-        channels = self.form.state.values["channels"] if "channels" in self.form.state.values else "independent"
+        values = self.form.state.values
+        channels = values["channels"] if "channels" in values else "independent"  # noqa: SIM401 - SettingValues has no .get
         n_c = data.shape[axes.index("C")] if "C" in axes and channels == "independent" else 1
         return (t * n_c, tuple(region)), spatial
 
@@ -151,7 +152,8 @@ class DenoiseWidget(DockPanel):
         kind, folders = state.kind, state.pair_folders if state.kind == "care" else None
         layer = self._layer(self.image)
         if layer is None and folders is None:
-            self.status.setText("pick an image layer first" + (", or CARE pairs from folders" if kind == "care" else ""))
+            or_folders = ", or CARE pairs from folders" if kind == "care" else ""
+            self.status.setText("pick an image layer first" + or_folders)
             return
         target = self._layer(self.target) if kind == "care" and folders is None else None
         if kind == "care" and folders is None and target is None:

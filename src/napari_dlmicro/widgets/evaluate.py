@@ -94,7 +94,8 @@ class EvaluateWidget(DockPanel):
                 return
             self.scores, errors = value.scores, value.errors
             self.table.setText(table(self.scores))
-            self.plot.set_curves([s.iou for s in self.scores], {k: [getattr(s, k) for s in self.scores] for k in CURVES})
+            self.plot.set_curves([s.iou for s in self.scores],
+                                 {k: [getattr(s, k) for s in self.scores] for k in CURVES})
             name = pred.name + ERRORS_SUFFIX
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = errors

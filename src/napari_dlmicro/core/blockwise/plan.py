@@ -124,7 +124,8 @@ def plan_blocks(out_axes: str, out_shape: tuple[int, ...], n_loop: int, block: i
     for axis, b, h, n in zip(out_axes[n_loop:], sizes, halo, spatial_shape):
         if b < h and b < n:
             raise UserError(f"the block ({b} px along {axis}) is smaller than the model's halo ({h} px)",
-                            f"use --block {h} or more (blocks must hold the context and the largest object)")
+                            f"use a block of {h} px or more (dock: Big images › Block; CLI: --block); "
+                            "blocks must hold the context and the largest object")
     sizes = tuple(min(n, max(c, math.ceil(b / c) * c)) for b, c, n in zip(sizes, spatial_chunks, spatial_shape))
     aligns = align if isinstance(align, tuple) else (int(align),) * len(sizes)
     grids = [range(math.ceil(n / b)) for n, b in zip(spatial_shape, sizes)]

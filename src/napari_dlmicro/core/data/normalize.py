@@ -6,7 +6,9 @@ import numpy as np
 from napari_dlmicro.core.errors import UserError
 
 
-def percentile_range(image: np.ndarray, low: float = 1.0, high: float = 99.8, axis=None) -> tuple[np.ndarray, np.ndarray]:
+def percentile_range(
+    image: np.ndarray, low: float = 1.0, high: float = 99.8, axis=None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``low`` and ``high`` percentiles of the finite pixels of ``image``.
 
     float32, or float64 for a float64 image (whose values may not fit in float32).

@@ -49,7 +49,12 @@ def _axis_tiles(length: int, tile: int, margin: int, div: int) -> list[tuple[sli
     return out
 
 
-def plan_tiles(shape: tuple[int, ...], tile: int | tuple[int, ...] | None, margin: int | tuple[int, ...], div_by: tuple[int, ...]) -> list[Tile]:
+def plan_tiles(
+    shape: tuple[int, ...],
+    tile: int | tuple[int, ...] | None,
+    margin: int | tuple[int, ...],
+    div_by: tuple[int, ...],
+) -> list[Tile]:
     """Tiles covering ``shape`` (spatial axes only).
 
     ``tile=None`` means one tile over everything. Sizes are rounded up to

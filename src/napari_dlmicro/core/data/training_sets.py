@@ -58,7 +58,9 @@ class Summary:
 
 
 def _tiffs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF and not p.name.startswith(".")
+    )
 
 
 def _safe_name(name: str) -> str:
@@ -81,7 +83,8 @@ def check_pair(image: np.ndarray, mask: np.ndarray, name: str = "the annotation"
     """Refuse pairs that cannot train anything: mismatched shapes, an empty or non-integer mask."""
     image, mask = np.asarray(image), np.asarray(mask)
     if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
-        raise UserError(f"the mask of {name} holds {mask.dtype} values, not labels", "use a Labels layer or integer TIFF")
+        raise UserError(f"the mask of {name} holds {mask.dtype} values, not labels",
+                        "use a Labels layer or integer TIFF")
     spatial = image.shape[: mask.ndim]
     if spatial != mask.shape:
         raise UserError(f"image of shape {image.shape} and mask of shape {mask.shape} differ ({name})",
@@ -154,7 +157,8 @@ def pair_files(folder: str | Path, masks: str | Path | None = None) -> list[tupl
     if layout == "cellpose":
         files = _tiffs(folder)
         mask_files = [p for p in files if image_name(p).endswith(CELLPOSE_SUFFIX)]
-        images = [p for p in files if not image_name(p).endswith(CELLPOSE_SUFFIX) and not image_name(p).endswith("_flows")]
+        images = [p for p in files
+                  if not image_name(p).endswith(CELLPOSE_SUFFIX) and not image_name(p).endswith("_flows")]
         return pair_by_name(images, mask_files)
     raise UserError(f"'{folder.name}' holds no training pairs",
                     "use a folder with images/ and masks/, or Cellpose-style NAME.tif + NAME_masks.tif files")

@@ -35,12 +35,13 @@ def _as_labels(labels) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.dtype == bool:
         return labels.astype(np.uint16)
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.issubdtype(labels.dtype, np.floating) or not np.all(np.mod(labels, 1) == 0):
-            raise UserError(
-                f"labels must be whole numbers, got {labels.dtype} data",
-                "pass a labels layer or an integer array (0 = background)",
-            )
+    if not np.issubdtype(labels.dtype, np.integer) and (
+        not np.issubdtype(labels.dtype, np.floating) or not np.all(np.mod(labels, 1) == 0)
+    ):
+        raise UserError(
+            f"labels must be whole numbers, got {labels.dtype} data",
+            "pass a labels layer or an integer array (0 = background)",
+        )
     if labels.size == 0:
         raise UserError("the labels array is empty", "pass labels with at least one pixel")
     low, high = int(labels.min()), int(labels.max())

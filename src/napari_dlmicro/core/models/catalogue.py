@@ -48,7 +48,8 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         CatalogueEntry("stardist:3D_demo", "stardist", "StarDist 3D demo model (synthetic nuclei)",
                        f"{_STARDIST_RELEASE}/python_3D_demo.zip",
                        "ea05831eb5acc8a2fd31eaa23f4460a196a9af53b14f40affb9d80885f699f90"),
-        CatalogueEntry("cellpose:cpsam", "cellpose", "Cellpose-SAM generalist (cells and nuclei; ~1.2 GB; best on a GPU)"),
+        CatalogueEntry("cellpose:cpsam", "cellpose",
+                       "Cellpose-SAM generalist (cells and nuclei; ~1.2 GB; best on a GPU)"),
     )
 }
 

@@ -28,14 +28,16 @@ def read_config(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / CONFIG
     if not folder.is_dir():
-        raise UserError(f"model folder '{folder}' does not exist", "pick a folder that holds config.json and the weights")
+        raise UserError(f"model folder '{folder}' does not exist",
+                        "pick a folder that holds config.json and the weights")
     if not path.is_file():
         raise UserError(f"'{folder.name}' has no config.json, so it is not a model folder",
                         "pick the folder that holds config.json and the weights file")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config.json in '{folder.name}' is not valid JSON ({exc})", "restore it from the saved model") from None
+        raise UserError(f"config.json in '{folder.name}' is not valid JSON ({exc})",
+                        "restore it from the saved model") from None
 
 
 def load_safetensors(net: nn.Module, folder: Path) -> None:
@@ -48,7 +50,8 @@ def load_safetensors(net: nn.Module, folder: Path) -> None:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{WEIGHTS} in '{Path(folder).name}' is damaged ({exc})", "re-save or re-train the model") from None
+        raise UserError(f"{WEIGHTS} in '{Path(folder).name}' is damaged ({exc})",
+                        "re-save or re-train the model") from None
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -1,6 +1,7 @@
 """Turn what the user named (catalogue name, stored name, folder, file) into a loaded model of the right kind."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -34,7 +35,8 @@ def kind_of(ref: str | Path) -> str:
         return "cellpose"
     if not ref.is_dir():
         names = ", ".join(CATALOGUE)
-        raise UserError(f"no model called '{ref}'", f"use a catalogue name ({names}), a stored model, or a model folder")
+        raise UserError(f"no model called '{ref}'",
+                        f"use a catalogue name ({names}), a stored model, or a model folder")
     if is_official_folder(ref):
         return "stardist"  # an official StarDist folder: its config names no kind
     kind = str(read_config(ref).get("kind") or "unknown")
@@ -74,8 +76,7 @@ def model_defaults(ref: str | Path) -> dict[str, float]:
     target = resolve(ref)
     folder = pretrained_folder(CATALOGUE[target]) if isinstance(target, str) and kind.name == "stardist" else target
     if kind.name == "stardist" and isinstance(folder, Path) and folder.is_dir():
-        try:
+        # an unreadable folder: the kind's defaults; loading it will say what is wrong
+        with contextlib.suppress(UserError, OSError, ValueError, TypeError):
             own.update(stardist_defaults(folder))
-        except (UserError, OSError, ValueError, TypeError):
-            pass  # an unreadable folder: the kind's defaults; loading it will say what is wrong
     return own

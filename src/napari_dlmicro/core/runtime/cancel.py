@@ -106,10 +106,8 @@ def run_blocking(
     thread = threading.Thread(target=target, name="dlmicro-blocking", daemon=True)
     thread.start()
     while not finished.is_set() or not events.empty():
-        try:
+        with contextlib.suppress(queue.Empty):
             yield events.get(timeout=poll_s)
-        except queue.Empty:
-            pass
         token.check()
     if "error" in outcome:
         raise outcome["error"]

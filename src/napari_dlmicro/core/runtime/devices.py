@@ -38,7 +38,8 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         return dev
     if name == "mps":
         if not _mps_available():
-            raise UserError("device 'mps' was asked for, but Apple's MPS is not available here", "choose 'auto' or 'cpu'")
+            raise UserError("device 'mps' was asked for, but Apple's MPS is not available here",
+                            "choose 'auto' or 'cpu'")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")

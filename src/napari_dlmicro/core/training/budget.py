@@ -35,9 +35,11 @@ class Budget:
         elif self.minutes is None:
             raise UserError("a training run needs a budget", "give minutes or epochs")
         elif not float(self.minutes) > 0:
-            raise UserError(f"a training time of {self.minutes} minutes is not positive", "give a positive number of minutes")
+            raise UserError(f"a training time of {self.minutes} minutes is not positive",
+                            "give a positive number of minutes")
         if int(self.steps_per_epoch) < 1:
-            raise UserError(f"{self.steps_per_epoch} steps per epoch is not positive", "give at least one step per epoch")
+            raise UserError(f"{self.steps_per_epoch} steps per epoch is not positive",
+                            "give at least one step per epoch")
 
     @property
     def timed(self) -> bool:

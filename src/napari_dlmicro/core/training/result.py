@@ -60,5 +60,6 @@ class TrainResult:
         score = self.score()
         extra = f", validation score {score:.3f}" if score is not None else (
             f", validation loss {self.best_val_loss:.4g}" if math.isfinite(self.best_val_loss) else "")
-        how = {StopReason.BUDGET: "", StopReason.STOPPED: " (stopped)", StopReason.CANCELLED: " (cancelled)"}[self.stopped]
+        how = {StopReason.BUDGET: "", StopReason.STOPPED: " (stopped)",
+               StopReason.CANCELLED: " (cancelled)"}[self.stopped]
         return f"{self.kind}: {self.steps} steps{how}; {where}{extra}"

@@ -82,7 +82,9 @@ def load_cellpose(
     device = device if isinstance(device, torch.device) else resolve_device(device)
     path, name = locate_weights(model)
     check_weights_file(path)
-    cp_model = cellpose_module("models").CellposeModel(pretrained_model=str(path), device=device, use_bfloat16=_use_bfloat16(device))
+    cp_model = cellpose_module("models").CellposeModel(
+        pretrained_model=str(path), device=device, use_bfloat16=_use_bfloat16(device)
+    )
     return CellposeSegmenter(cp_model, name=name, source=str(path))
 
 
@@ -225,7 +227,7 @@ class CellposeSegmenter(Segmenter):
             batches, _ = network_work(x.shape[:-1], _settings_of(options), self.batch_size)
             reporter: _BatchReporter | None = None
 
-            def call(emit: Callable[[Any], None]) -> np.ndarray:
+            def call(emit: Callable[[Any], None], batches: int = batches) -> np.ndarray:
                 nonlocal reporter
                 reporter = _BatchReporter(emit, token, batches)
                 emit(reporter.clock.tick(0, "Cellpose: starting"))
@@ -253,7 +255,9 @@ class CellposeSegmenter(Segmenter):
             ) from exc
         self.batch_size, to_cpu = plan
         if not to_cpu:
-            return Notice(f"GPU memory ran out; Cellpose retries with {self.batch_size} tile(s) per batch", Level.WARNING)
+            return Notice(
+                f"GPU memory ran out; Cellpose retries with {self.batch_size} tile(s) per batch", Level.WARNING
+            )
         _move_to_cpu(self.model)
         return Notice(
             "GPU memory ran out even one tile at a time; Cellpose now runs on the CPU (much slower). "

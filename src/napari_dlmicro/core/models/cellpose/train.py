@@ -65,7 +65,8 @@ def _loss(lbl, y, device):
 
 
 def _flows(masks: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
-    return [f[1:] for f in cellpose_module("dynamics").labels_to_flows([np.asarray(m, np.int32) for m in masks], device=device)]
+    flows = cellpose_module("dynamics").labels_to_flows([np.asarray(m, np.int32) for m in masks], device=device)
+    return [f[1:] for f in flows]
 
 
 class CellposeTrainer(Trainer):
@@ -106,9 +107,10 @@ class CellposeTrainer(Trainer):
         self.net.eval()
 
     def _crops(self, images, flows, idx) -> tuple[torch.Tensor, torch.Tensor]:
-        x, lbl = cellpose_module("transforms").random_rotate_and_resize([images[i] for i in idx], lbls=[flows[i] for i in idx],
-                                          rescale=np.ones(len(idx), np.float32), bsize=TILE,
-                                          scale_range=self.s.scale_range, device=self.device)[:2]
+        x, lbl = cellpose_module("transforms").random_rotate_and_resize(
+            [images[i] for i in idx], lbls=[flows[i] for i in idx], rescale=np.ones(len(idx), np.float32),
+            bsize=TILE, scale_range=self.s.scale_range, device=self.device,
+        )[:2]
         return x, lbl
 
     def step(self, fraction: float) -> float:

@@ -127,7 +127,8 @@ def _read_state_dict(path: Path) -> Mapping[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise _not_weights(path, exc) from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"'{path.name}' is a PyTorch file but not a model's state dict", "pick a Cellpose 4 weights file")
+        raise UserError(f"'{path.name}' is a PyTorch file but not a model's state dict",
+                        "pick a Cellpose 4 weights file")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -155,7 +156,8 @@ def check_weights_file(path: Path) -> None:
             "use 'cpsam' or a model fine-tuned with cellpose 4",
         )
     if "encoder.cls_token" in state:
-        raise UserError(f"'{path.name}' is a Cellpose-DINO model; only Cellpose-SAM models are supported", "use 'cpsam'")
+        raise UserError(f"'{path.name}' is a Cellpose-DINO model; only Cellpose-SAM models are supported",
+                        "use 'cpsam'")
     expected = _expected_weights()
     missing = [k for k in expected if k not in state]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k]]

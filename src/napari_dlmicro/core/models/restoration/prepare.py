@@ -53,8 +53,9 @@ def prepare_training(images, targets, s: TrainSettings):
         samples, tsamples = xs, [normalise(t, tlo, thi) for t in tsamples]
     else:
         samples = [normalise(x, lo, hi) for x in samples]
+    method = "Noise2Void" if s.kind == "n2v" else "CARE"
     extra = {"normalization": norm, "channels": s.channels, "input_axes": layout.axes,
-             "description": f"{'Noise2Void' if s.kind == 'n2v' else 'CARE'} {layout.spatial}, trained with napari-dlmicro"}
+             "description": f"{method} {layout.spatial}, trained with napari-dlmicro"}
     model = build_model(s.kind, ndim, n_ch, s.depth or (3 if ndim == 2 else 2), s.filters, extra,
                         n2v2=s.kind == "n2v" and s.strategy == "n2v2" and s.n2v2_net)
     patch = fit_patch((s.patch,) * ndim, [x.shape[1:] for x in samples], model.div_by)

@@ -65,7 +65,8 @@ def load_semantic(folder: Path, device: torch.device | None = None) -> SemanticM
     """Load a semantic model folder."""
     cfg = read_config(folder)
     if cfg.get("kind") != "semantic":
-        raise UserError(f"'{Path(folder).name}' is not a semantic segmentation model", "pick a folder trained as 'semantic'")
+        raise UserError(f"'{Path(folder).name}' is not a semantic segmentation model",
+                        "pick a folder trained as 'semantic'")
     net = SemanticNet(UNetConfig.from_dict(cfg["unet"]), int(cfg["n_classes"]))
     load_safetensors(net, folder)
     return SemanticModel(net.to(device or torch.device("cpu")), cfg.get("name", Path(folder).name))

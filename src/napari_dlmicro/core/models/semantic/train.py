@@ -54,7 +54,8 @@ class SemanticTrainer(Trainer):
                                pool=(2,) * ndim)
         self.patch = (s.patch,) * ndim
         if any(min(m.shape[d] for m in self.y) < s.patch for d in range(ndim)):
-            raise UserError(f"patch size {s.patch} is larger than the smallest training image", "choose a smaller patch")
+            raise UserError(f"patch size {s.patch} is larger than the smallest training image",
+                            "choose a smaller patch")
         torch.manual_seed(s.seed)
         self.net = SemanticNet(self.unet, self.n_classes).to(device)
         self.kinds = parse_augment(s.augment)

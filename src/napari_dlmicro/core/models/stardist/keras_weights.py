@@ -53,17 +53,19 @@ def _read_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise UserError(f"{path.name} is not a readable HDF5 weights file ({exc})", "re-download or re-export the model") from None
+        raise UserError(f"{path.name} is not a readable HDF5 weights file ({exc})",
+                        "re-download or re-export the model") from None
     with f:
-        root = f["model_weights"] if "model_weights" in f else f
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", list(root.keys()))]
+        root = f.get("model_weights", f)
+        stored = root.attrs.get("layer_names", list(root.keys()))
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in stored]
         layers: dict[str, dict[str, np.ndarray]] = {}
         for name in names:
             arrays: dict[str, np.ndarray] = {}
             if not isinstance(root.get(name), h5py.Group):
                 continue  # not a Keras layer group (a stray dataset, or a name without its group)
             root[name].visititems(
-                lambda key, obj: arrays.__setitem__(key.rsplit("/", 1)[-1].split(":")[0], obj[()])
+                lambda key, obj, arrays=arrays: arrays.__setitem__(key.rsplit("/", 1)[-1].split(":")[0], obj[()])
                 if isinstance(obj, h5py.Dataset)
                 else None
             )
@@ -83,8 +85,10 @@ def _copy(conv: nn.Module, arrays: dict[str, np.ndarray], name: str, ndim: int) 
     weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(order)))
     if tuple(weight.shape) != tuple(conv.weight.shape):
         raise UserError(
-            f"layer '{name}' has weights of shape {tuple(weight.shape)}, but the config describes {tuple(conv.weight.shape)}",
-            "the config.json and the weights file come from different models; keep them together as StarDist saved them",
+            f"layer '{name}' has weights of shape {tuple(weight.shape)}, "
+            f"but the config describes {tuple(conv.weight.shape)}",
+            "the config.json and the weights file come from different models; "
+            "keep them together as StarDist saved them",
         )
     with torch.no_grad():
         conv.weight.copy_(weight)
@@ -100,7 +104,8 @@ def load_keras_weights(net: StarDistNet, path: str | Path, prefix: str = "") -> 
     missing = [n for n in named if n not in layers]
     if missing:
         raise UserError(
-            f"{path.name} lacks the layers {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''} that the config describes",
+            f"{path.name} lacks the layers {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''} "
+            "that the config describes",
             "the config.json and the weights file come from different models",
         )
     for name, conv in named.items():

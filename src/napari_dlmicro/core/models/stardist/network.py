@@ -64,7 +64,7 @@ class StarDistNetConfig:
         """
         out = []
         for d in range(self.ndim):
-            at = lambda k: (tuple(k) if isinstance(k, (tuple, list)) else (int(k),) * self.ndim)[d] // 2
+            at = lambda k, d=d: (tuple(k) if isinstance(k, (tuple, list)) else (int(k),) * self.ndim)[d] // 2
             radius, scale, pooled = 0, 1, np.ones(self.ndim, int)
             if self.backbone == "resnet":
                 radius += 3 + 1  # the 7- and 3-wide convolutions before the blocks
@@ -176,7 +176,8 @@ class StarDistNet(nn.Module):
                 pooled *= pool
                 if any(p > 1 for p in pool):
                     n *= 2
-                blocks.append(ResidualBlock(c.ndim, ch, n, c.resnet_kernel, tuple(int(p) for p in pool), c.resnet_n_conv, c.resnet_act))
+                blocks.append(ResidualBlock(c.ndim, ch, n, c.resnet_kernel, tuple(int(p) for p in pool),
+                                            c.resnet_n_conv, c.resnet_act))
                 ch = n
             self.body = nn.Sequential(*blocks)
             body_out = ch

@@ -53,7 +53,8 @@ def _rank(row: dict[str, float]) -> tuple[float, float]:
 
 
 def _with_channels(images: Sequence[np.ndarray], mask_ndim: int) -> list[np.ndarray]:
-    return [np.asarray(im, np.float32)[..., None] if im.ndim == mask_ndim else np.asarray(im, np.float32) for im in images]
+    return [np.asarray(im, np.float32)[..., None] if im.ndim == mask_ndim else np.asarray(im, np.float32)
+            for im in images]
 
 
 def _patch_shape(s: StarDistTraining, ndim: int, div: tuple[int, ...], shapes) -> tuple[int, ...]:
