@@ -9,11 +9,14 @@ from psygnal import evented
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes
+from napari_dlmicro.core.io.lazy import LazyImage
+from napari_dlmicro.core.jobs.blockwise_segment import BlockwiseSegmentJob
 from napari_dlmicro.core.jobs.segment import SEGMENT_SETTINGS, SegmentJob
 from napari_dlmicro.core.models.loader import kind_of, model_defaults
 from napari_dlmicro.core.models.registry import Task, get_kind
 from napari_dlmicro.core.preferences import load_settings, save_settings
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
+from napari_dlmicro.state.blockwise import BlockwiseSettings
 from napari_dlmicro.state.job_status import JobStatus
 from napari_dlmicro.state.values import SettingValues
 
@@ -55,6 +58,7 @@ class SegmentationState:
     count: str = ""
     status: JobStatus = field(default_factory=JobStatus)
     model_settings: SettingValues = field(default_factory=SettingValues)
+    blockwise: BlockwiseSettings = field(default_factory=BlockwiseSettings)
 
     def kind(self) -> str:
         """The kind of the chosen model."""
@@ -73,22 +77,30 @@ class SegmentationState:
                  for s in kind.predict_settings]
         self.model_settings.set_specs(specs, remembered)
 
-    def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None) -> SegmentJob:
-        """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
+    def prediction(self) -> dict[str, Any]:
+        """The model, device, tiling and normalisation settings of a job, checked (SegmentJob's field names)."""
         if not self.model:
             raise UserError("no model is chosen", "pick a model from the list or Browse… to a model folder")
         if self.device not in DEVICE_CHOICES and not self.device.startswith("cuda:"):
             raise UserError(f"unknown device '{self.device}'", f"use one of {', '.join(DEVICE_CHOICES)}")
-        axes = self.axes.strip().upper() or None
-        spatial = [a for a in (axes or "") if a in "ZYX"]
-        scale = dict(zip(spatial, tuple(layer_scale)[-len(spatial):])) if spatial and len(layer_scale) else None
         tile = JOB_SETTINGS["tile"].check(self.tile)
         low, high = JOB_SETTINGS["norm_low"].check(self.norm_low), JOB_SETTINGS["norm_high"].check(self.norm_high)
         channel = None if self.channel < 0 else JOB_SETTINGS["channel"].check(self.channel)
         settings = {k: v for k, v in self.model_settings.checked().items() if v is not None}
-        return SegmentJob(image=data, model=self.model, axes=axes, channel=channel,
-                          settings=settings, tile=tile or None,
-                          device=self.device, norm_low=low, norm_high=high, region=region, scale=scale)
+        return {"channel": channel, "settings": settings, "tile": tile or None, "device": self.device,
+                "norm_low": low, "norm_high": high}
+
+    def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None) -> SegmentJob:
+        """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
+        prediction = self.prediction()
+        axes = self.axes.strip().upper() or None
+        spatial = [a for a in (axes or "") if a in "ZYX"]
+        scale = dict(zip(spatial, tuple(layer_scale)[-len(spatial):])) if spatial and len(layer_scale) else None
+        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, **prediction)
+
+    def build_blockwise_job(self, image: LazyImage, resume: bool = False) -> BlockwiseSegmentJob:
+        """The blockwise job for a big image from the current settings and the Big images section, checked."""
+        return self.blockwise.build_job(image, self.model, self.prediction(), resume)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The labels' shape for an image of ``shape``: every axis but the channels."""
@@ -99,7 +111,8 @@ class SegmentationState:
         """Save the form for the next session."""
         save_settings(SECTION, {"model": self.model, "norm_low": self.norm_low, "norm_high": self.norm_high,
                                 "tile": self.tile, "device": self.device, "live": self.live,
-                                f"settings:{self.kind()}": self.model_settings.raw()})
+                                f"settings:{self.kind()}": self.model_settings.raw(),
+                                "blockwise": self.blockwise.remembered()})
 
     def restore(self) -> dict[str, Any]:
         """Put back the last session's form; returns what was saved (the dock re-selects the model from it)."""
@@ -110,6 +123,7 @@ class SegmentationState:
             self.tile = int(saved.get("tile", self.tile))
             self.device = str(saved.get("device", self.device))
             self.live = bool(saved.get("live", False))
+            self.blockwise.restore(saved.get("blockwise") or {})
         except (TypeError, ValueError):
             pass  # a hand-edited settings file: keep the defaults
         return saved

@@ -46,8 +46,10 @@ from napari_dlmicro.state.segmentation import (
 from napari_dlmicro.widgets._bind import bind, spin_for
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
+from napari_dlmicro.widgets._lazy_layers import is_big
 from napari_dlmicro.widgets._model_choice import confirm_cpu_cost
 from napari_dlmicro.widgets._napari_compat import camera
+from napari_dlmicro.widgets._segment_big import BigImageRuns, big_image_section
 from napari_dlmicro.widgets._settings_form import SettingsForm
 from napari_dlmicro.widgets._status_line import StatusLine
 from napari_dlmicro.widgets.view_region import visible_region
@@ -118,6 +120,9 @@ class SegmentationWidget(DockPanel):
                                                     toolTip="Re-segment what is in view when you pan, zoom or "
                                                             "change plane"))
         form.addRow(self.live_check)
+        self.big_section = big_image_section(s.blockwise)
+        form.addRow(self.big_section)
+        self.big = BigImageRuns(self, s, self.big_section, self._go_idle)
 
         buttons = QHBoxLayout()
         self.preview_button = QPushButton("Preview view", toolTip="Segment only the current plane and visible field")
@@ -204,7 +209,7 @@ class SegmentationWidget(DockPanel):
 
     def _image_layer(self) -> Image | None:
         name = self.image_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (napari's LayerList has no .get)
 
     # -- running -------------------------------------------------------------
     def build_job(self, layer=None, region=None) -> SegmentJob:
@@ -239,6 +244,13 @@ class SegmentationWidget(DockPanel):
             show_info("A segmentation is already running: cancel it first.")
             return
         layer = self._image_layer()
+        if layer is not None and is_big(layer):
+            self.state.remember()
+            handle = self.big.run(layer) if region is None else self.big.preview(layer, region)
+            if handle is not None:
+                self._tiles_shown = 0
+                self.handle = self.track(handle)
+            return
         try:
             job = self.build_job(layer, region)
         except UserError as exc:

@@ -18,7 +18,10 @@ def visible_region(viewer, layer, axes: str) -> dict:
     offset = viewer.dims.ndim - ndim
     point = layer.world_to_data(viewer.dims.point) if hasattr(layer, "world_to_data") else viewer.dims.point
     point = list(point)[-ndim:]
-    corners = np.asarray(getattr(layer, "corner_pixels", np.zeros((2, 0))))
+    corners = np.asarray(getattr(layer, "corner_pixels", np.zeros((2, 0))), float)
+    if getattr(layer, "multiscale", False) and corners.size:
+        # a pyramid's corners are in the pixels of the level on screen; the region is in level 0's
+        corners = corners * np.asarray(layer.downsample_factors[layer.data_level])
     region: dict = {}
     for i, a in enumerate(axes):
         n = data_shape[i]

@@ -117,7 +117,7 @@ def create_output(spec: OutputSpec, resume: bool = False) -> OutputSpec:
                 spec.level_shapes, spec.chunks, spec.dtype, spec.axes):
             raise UserError(f"{path} was started for another image or block size "
                             f"(shape {existing.shape}, chunks {tuple(existing.chunks)})",
-                            "resume with the same input and --block, or remove the output and start again")
+                            "resume with the same input and block size, or remove the output and start again")
         return existing
     try:
         if spec.group:

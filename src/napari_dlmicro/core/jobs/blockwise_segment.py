@@ -156,7 +156,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
         cut = sum(r.cut for r in reports.values())
         if cut:
             yield Notice(f"{cut} object(s) are larger than the largest halo tried and were cut at block "
-                         "edges: raise --block", Level.WARNING)
+                         "edges: raise the block size (dock: Big images › Block; CLI: --block)", Level.WARNING)
         conflicts = 0
         if not model.info.class_map:
             conflicts = yield from _compose_pass(eng, plan, shared, state, reports, job, spec, token)

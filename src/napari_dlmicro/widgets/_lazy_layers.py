@@ -1,0 +1,68 @@
+"""Layers too big to hold: telling them apart, reading them as lazy images, showing labels from a store.
+
+A layer is big when napari holds it as a pyramid or a dask array (our
+OME-Zarr reader opens stores that way). The dock segments such a layer
+region by region or block by block, never through ``numpy.asarray``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+from napari.layers import Labels
+
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array
+from napari_dlmicro.core.io.ome_zarr import is_zarr, open_image, open_images
+
+HELD_PIXELS = 1 << 26  # a plain (numpy) layer up to this size is segmented in memory, as before
+
+
+def is_big(layer) -> bool:
+    """True for a layer held lazily: a pyramid, a dask array, or anything larger than :data:`HELD_PIXELS`."""
+    data = layer.data
+    if getattr(layer, "multiscale", False) or isinstance(data, da.Array):
+        return True
+    return int(np.prod(data.shape, dtype=np.int64)) > HELD_PIXELS and not isinstance(data, np.ndarray)
+
+
+def lazy_image_of(layer, axes: str) -> LazyImage:
+    """The layer's image as a :class:`LazyImage`: its OME-Zarr store when it came from one, else its array."""
+    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+    source = meta.get("source")
+    if source and is_zarr(source) and meta.get("source_axes"):
+        where = meta.get("where") or ""
+        images = open_images(source) if where else [open_image(source)]
+        for image in images:
+            if image.where == where:
+                return image  # all its channels: the dock's Channel picks among them
+    level0 = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    axes = axes.upper() or None
+    if axes is None or len(axes) != level0.ndim:
+        raise UserError(f"axes '{axes or ''}' do not fit '{layer.name}' ({level0.ndim} dimensions)",
+                        "give one letter per dimension under Axes, e.g. YX or ZYX")
+    spatial = [a for a in axes if a in "ZYX"]
+    scale = dict(zip(spatial, tuple(layer.scale)[-len(spatial):]))
+    return lazy_from_array(level0, axes, scale, name=layer.name.replace(" ", "_"))
+
+
+def store_labels_layer(viewer, group: Path, like, name: str) -> Labels:
+    """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name."""
+    arrays = _levels(group)
+    data = arrays if len(arrays) > 1 else arrays[0]
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    spatial = len(arrays[0].shape)
+    return viewer.add_labels(data, name=name, multiscale=len(arrays) > 1, scale=tuple(like.scale)[-spatial:],
+                             translate=tuple(like.translate)[-spatial:])
+
+
+def _levels(group: Path) -> list[da.Array]:
+    """Level arrays of an NGFF image group (``0``, ``1``, …) as dask arrays, finest first."""
+    levels = []
+    while (group / str(len(levels))).exists():
+        levels.append(da.from_zarr(str(group / str(len(levels)))))
+    if not levels:
+        raise UserError(f"'{group}' holds no label levels yet", "wait for the run to finish, or run it again")
+    return levels
