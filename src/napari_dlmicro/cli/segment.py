@@ -41,13 +41,18 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF files or folders of them")
     p.add_argument("-m", "--model", required=True,
                    help="catalogue name (stardist:2D_versatile_fluo, cellpose:cpsam, …), a stored model, "
-                        "or a model folder/file (StarDist, Cellpose or semantic)")
+                        "a model folder/file (StarDist, Cellpose or semantic), or a bioimage.io package "
+                        "(.zip, folder, rdf.yaml, zoo id or DOI)")
     p.add_argument("-o", "--outdir", required=True, help="output folder (created if needed)")
     add_device_flag(p)
-    add_setting_flags(p, [_JOB["tile"], _JOB["channel"]])
+    add_setting_flags(p, [_JOB["tile"], _JOB["channel"], _JOB["engine"]])
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a bioimage.io package whose only usable weights need its own Python code run that code "
+                        "(only for packages from a source you trust)")
     p.add_argument("--axes", default=None, help="axes of the images, e.g. YX, ZYX, TYX, CYX (default: from the file)")
     p.add_argument("--norm", nargs=2, metavar=("LOW", "HIGH"), default=None,
-                   help=f"normalisation percentiles (default: {_JOB['norm_low'].default:g} {_JOB['norm_high'].default:g})")
+                   help=f"normalisation percentiles (default: {_JOB['norm_low'].default:g} "
+                        f"{_JOB['norm_high'].default:g})")
     group = p.add_argument_group("model settings (default: the model's own)")
     for title, s in model_settings():
         group.add_argument(s.flag, dest=s.name, type=setting_type(s), default=None, metavar=s.name.upper(),
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Segment every input; one line per file on stdout."""
     files = tiff_files(args.images)
     outdir = output_folder(args.outdir)
-    model = get_segmenter(args.model, resolve_device(args.device))
+    model = get_segmenter(args.model, resolve_device(args.device), trust_code=args.trust_code)
     settings = {name: value for name, value in given(args, [s for _, s in model_settings()]).items()}
     own = {s.name for s in model.info.settings}
     foreign = sorted(set(settings) - own)
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     tile = args.tile if args.tile is not None else _JOB["tile"].default
     done = run_with_progress(lambda token: segment_files_job(
         files, outdir, model, token, axes=args.axes, channel=args.channel, settings=settings, tile=tile or None,
-        norm_low=low, norm_high=high), "segmenting")
+        norm_low=low, norm_high=high, engine=args.engine or _JOB["engine"].default), "segmenting")
     for f in done:
         what = "classes" if f.result.class_map else "objects"
         print(f"{f.source}: {f.result.n_objects} {what} -> {f.labels}")
