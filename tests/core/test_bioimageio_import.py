@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+from bioimageio.spec import load_description
 from bioimageio_helpers import edit_yaml, export, unpacked
 from stardist.matching import matching
 
@@ -168,3 +169,22 @@ def test_state_dict_only_runs_its_code_after_confirmation(stardist_package, trai
     crop = right_half[0]
     original = segment(crop, str(trained_stardist), axes="YX", engine="torch").labels
     _same_labels(original, segment(crop, str(folder), axes="YX", trust_code=True).labels)
+
+
+def test_an_official_stardist_folder_travels_with_its_keras_weights(nuclei, tmp_path):
+    """Exported from an official (Keras) folder, the package carries StarDist's own files; imported again, the
+    Keras weights load into our network through our Keras loader, and the labels are the folder's."""
+    from test_keras_weights import _config_2d, _keras_layers_2d, _official_folder, _random_net
+
+    from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
+
+    cfg = _config_2d()
+    folder = _official_folder(tmp_path, cfg, _keras_layers_2d(_random_net(cfg, seed=3)))
+    package = export(folder, tmp_path / "official.zip")
+    descr = load_description(package, perform_io_checks=True)
+    assert descr.config.stardist["weights"] == "stardist_weights.h5" and descr.config.stardist["config"] == cfg
+    assert {str(a.source.path) for a in descr.attachments} >= {"stardist_weights.h5", "stardist_config.json"}
+    imported = load_model(package)
+    assert type(imported) is StarDistSegmenter  # our own network: every engine applies
+    img = nuclei[0][:192, :192]
+    assert np.array_equal(segment(img, str(folder), axes="YX").labels, segment(img, imported, axes="YX").labels)
