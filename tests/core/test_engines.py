@@ -20,7 +20,7 @@ from napari_dlmicro.core.models.engines.backends import OpenVinoBackend
 from napari_dlmicro.core.models.engines.choice import check_engine
 from napari_dlmicro.core.models.engines.onnx_export import cached_onnx
 from napari_dlmicro.core.models.engines.runner import NetRunner
-from napari_dlmicro.core.models.restoration.network import load_restoration
+from napari_dlmicro.core.models.restoration.network import build_model, load_restoration
 from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
 from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
 from napari_dlmicro.core.nets.unet import UNetConfig
@@ -153,3 +153,18 @@ def test_cli_engine_flags(trained_stardist, trained_n2v, noisy_crop, right_half,
     assert main(["denoise", str(tmp_path / "noisy.tif"), "-m", str(trained_n2v), "-o", str(tmp_path / "den"),
                  "--engine", engine]) == 0, capsys.readouterr().err
     assert (tmp_path / "seg" / "img_labels.tif").is_file() and (tmp_path / "den" / "noisy_denoised.tif").is_file()
+
+
+def test_networks_differing_only_in_settings_without_weights_are_not_mixed_up(tmp_path, monkeypatch):
+    """CARE's residual connection has no weights: an N2V network with the same weights must not share its file."""
+    monkeypatch.setenv("DLMICRO_ENGINES", str(tmp_path / "engines"))
+    torch.manual_seed(0)
+    n2v = build_model("n2v", 2, 1, 1, 8)
+    care = build_model("care", 2, 1, 1, 8)
+    care.net.load_state_dict(n2v.net.state_dict())
+    x = np.random.default_rng(0).random((64, 64), np.float32)
+    for model in (n2v, care):
+        model.config["normalization"] = {"input_mode": "dataset", "input": {"low": [0.0], "high": [1.0]}}
+        reference = denoise(x, model, engine="torch")
+        np.testing.assert_allclose(denoise(x, model, engine="onnxruntime"), reference, atol=1e-5)
+    assert len(list((tmp_path / "engines").glob("*.onnx"))) == 2

@@ -26,10 +26,17 @@ _LOCK = threading.Lock()
 
 
 def architecture_signature(net: nn.Module) -> str:
-    """What decides a network's speed: its class and configuration, not its weights."""
-    config = getattr(net, "config", None) or getattr(net, "unet_config", None)
-    extra = getattr(net, "n_classes", None)
-    return f"{type(net).__name__}:{config!r}:{extra!r}"
+    """What the network computes apart from its weights: every module's class and plain settings.
+
+    Two networks with the same weights can differ in settings without weights of their own (CARE's residual
+    connection, N2V2's blur pooling), so a hash of the weights alone would mix them up.
+    """
+    parts = [f"{getattr(net, 'config', None)!r}", f"{getattr(net, 'unet_config', None)!r}"]
+    for name, module in net.named_modules():
+        plain = sorted((k, v) for k, v in vars(module).items()
+                       if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple)))
+        parts.append(f"{name}:{type(module).__name__}:{plain}")
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def weights_fingerprint(net: nn.Module, tag: str = "") -> str:
