@@ -90,7 +90,7 @@ def _tiny_net() -> StarDistNet:
 
 
 def _torch_forward(net):
-    def forward(x):
+    def forward(x, token=None):
         with torch.inference_mode():
             return tuple(t.numpy() for t in net(torch.from_numpy(x)))
     return forward

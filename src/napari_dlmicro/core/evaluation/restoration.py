@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from napari_dlmicro.core.errors import UserError
 
@@ -25,16 +26,12 @@ def _pair(truth: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 def psnr(truth: np.ndarray, image: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB, with the ground truth's range as the peak."""
-    from skimage.metrics import peak_signal_noise_ratio
-
     truth, image, span = _pair(truth, image)
     return float(peak_signal_noise_ratio(truth, image, data_range=span))
 
 
 def ssim(truth: np.ndarray, image: np.ndarray) -> float:
     """Structural similarity (2D or 3D), with the ground truth's range."""
-    from skimage.metrics import structural_similarity
-
     truth, image, span = _pair(truth, image)
     small = min(truth.shape)
     win = min(7, small if small % 2 else small - 1)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_dlmicro.core.labels.seeds import deepest_points
 from napari_dlmicro.core.runtime.cancel import CancelToken
 from napari_dlmicro.core.runtime.events import Job
 from napari_dlmicro.core.settings import Setting
@@ -26,6 +27,16 @@ class ModelInfo:
     also_2d: bool = False  # a 3D model that segments 2D images too (Cellpose-SAM)
     class_map: bool = False  # output ids are classes (semantic), not object instances
     normalises: bool = False  # it applies its own declared preprocessing (bioimage.io): the job passes raw pixels
+
+
+@dataclass
+class ObjectLabels:
+    """A label image with, per object id, its seed point (pixel coordinates) and a score."""
+
+    labels: np.ndarray
+    ids: np.ndarray  # (N,) object ids present in ``labels``
+    seeds: np.ndarray  # (N, ndim) int
+    scores: np.ndarray  # (N,) higher wins where two objects claim one pixel
 
 
 class Segmenter(ABC):
@@ -54,6 +65,26 @@ class Segmenter(ABC):
         tile: int | None = None,
     ) -> Job:
         """Segment one image (one plane, one volume); a job generator."""
+
+    def segment_objects(
+        self,
+        image: np.ndarray,
+        settings: dict[str, Any],
+        token: CancelToken,
+        tile: int | None = None,
+    ) -> Job:
+        """:meth:`segment`, also saying where each object is seeded and how sure the model is.
+
+        Returns :class:`ObjectLabels`. Blockwise jobs give each object to the
+        block that holds its seed. By default the seed is the pixel deepest
+        inside the object and the score its size (the larger of two
+        overlapping objects wins); models with their own seeds (StarDist's
+        star centres and probabilities) override this.
+        """
+        labels = yield from self.segment(image, settings, token, tile)
+        labels = np.asarray(labels)
+        ids, seeds, sizes = deepest_points(labels)
+        return ObjectLabels(labels, ids, seeds, sizes)
 
     def default_settings(self) -> dict[str, float]:
         """The model's own defaults for each of its settings."""

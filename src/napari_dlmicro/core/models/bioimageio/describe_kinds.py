@@ -26,7 +26,7 @@ from napari_dlmicro.core.models.bioimageio.describe import (
 from napari_dlmicro.core.models.bioimageio.entry import StarDistProbDist
 from napari_dlmicro.core.models.restoration.network import RestorationModel
 from napari_dlmicro.core.models.restoration.predict import predict_sample
-from napari_dlmicro.core.models.semantic.segmenter import SemanticSegmenter, unet_receptive_radius
+from napari_dlmicro.core.models.semantic.segmenter import SemanticSegmenter
 from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
 from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime.cancel import NEVER
@@ -230,7 +230,7 @@ def describe_restoration(model: RestorationModel, config: dict[str, Any]) -> Res
         kwargs={"kind": "restoration", "config": {"unet": jsonable(unet.to_dict()), "n_out": n_out,
                                                   "residual": bool(model.net.residual)}},
         ndim=unet.ndim, n_channels=unet.in_channels, div_by=tuple(unet.div_by),
-        halo=_on_multiples(unet_receptive_radius(unet), unet.div_by), preprocessing=preprocessing,
+        halo=_on_multiples(unet.receptive_radius, unet.div_by), preprocessing=preprocessing,
         citations_key="n2v2" if kind == "n2v" and n2v2 else kind,
         tags=["denoising" if kind == "n2v" else "restoration", "n2v" if kind == "n2v" else "care", "unet",
               f"{unet.ndim}d", "pytorch", "onnx", "napari-dlmicro"],

@@ -24,7 +24,7 @@ from napari_dlmicro.core.models.bioimageio.layout import Layout
 from napari_dlmicro.core.models.semantic.network import SemanticModel
 from napari_dlmicro.core.models.semantic.segmenter import SemanticSegmenter
 from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
-from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.events import Job
 
 DEFAULT_HALO = 32  # context read around each tile when a package declares no halo
@@ -81,8 +81,8 @@ class _StarDistOutputs:
     def __init__(self, runner: PackageRunner) -> None:
         self.runner, self.choice, self.last_engine = runner, runner.choice, runner.last_engine
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        (prob_dist,) = self.runner(x)
+    def __call__(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray, np.ndarray]:
+        (prob_dist,) = self.runner(x, token)
         return prob_dist[:, :1], prob_dist[:, 1:]
 
 

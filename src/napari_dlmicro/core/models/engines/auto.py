@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.io.atomic import atomic_output
 from napari_dlmicro.core.models.paths import engines_dir
 
@@ -104,6 +104,8 @@ def measure(runs: dict[str, Callable[[], Any]]) -> tuple[str, dict[str, float], 
     for name, run in runs.items():
         try:
             outputs[name] = run()
+        except Cancelled:
+            raise
         except Exception:  # a runtime that cannot take this network is left out, not fatal
             if name == "torch":
                 raise

@@ -15,11 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_dlmicro.core.data.normalize import percentile_range
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.engines.choice import TORCH
 from napari_dlmicro.core.models.engines.runner import NetRunner, torch_runner, with_engine
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
+from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 
 KINDS = ("n2v", "care")
@@ -68,11 +71,11 @@ class RestorationModel:
         self.runner = with_engine(current, engine)
         return self
 
-    def _torch_forward(self, x: np.ndarray) -> tuple[np.ndarray]:
+    def _torch_forward(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray]:
         t = torch.from_numpy(x).to(self.device)
         if t.ndim == 4:
             t = t.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device):
+        with torch.inference_mode(), autocast(self.device), cancellable_forward(self.net, token):
             return (self.net.eval()(t).float().cpu().numpy(),)
 
     @property
@@ -92,6 +95,11 @@ class RestorationModel:
         return UNetConfig.from_dict(self.config["unet"]).div_by
 
     @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        """Context per spatial axis that can change one output pixel (see :class:`UNetConfig`)."""
+        return UNetConfig.from_dict(self.config["unet"]).receptive_radius
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
@@ -99,8 +107,6 @@ class RestorationModel:
         """Per-channel ``lo, hi`` used to normalise ``sample`` (C, *spatial)."""
         norm = self.config["normalization"]
         if norm.get("input_mode") == "per_image":
-            from napari_dlmicro.core.data.normalize import percentile_range
-
             lo, hi = percentile_range(sample, *norm["percentiles"], axis=tuple(range(1, sample.ndim)))
             return lo.reshape(-1), hi.reshape(-1)
         return np.asarray(norm["input"]["low"], np.float32), np.asarray(norm["input"]["high"], np.float32)
@@ -139,11 +145,8 @@ def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
 def load_restoration(folder: str | Path, device: torch.device | None = None) -> RestorationModel:
     """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
     folder = Path(folder).expanduser()
-    if not folder.exists():
-        from napari_dlmicro.core.models.paths import store_dir
-
-        if (store_dir() / str(folder)).is_dir():
-            folder = store_dir() / str(folder)
+    if not folder.exists() and (store_dir() / str(folder)).is_dir():
+        folder = store_dir() / str(folder)
     if folder.is_file():
         raise UserError(f"'{folder.name}' is a file, not a model folder",
                         "pick the folder that holds config.json and weights.safetensors")
@@ -166,11 +169,13 @@ def load_restoration(folder: str | Path, device: torch.device | None = None) -> 
 
 
 def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool = True,
-                 tta: bool = False) -> np.ndarray:
+                 tta: bool = False, token: CancelToken = NEVER) -> np.ndarray:
     """Run the network on one normalised (C, *spatial) array; sizes must fit ``div_by``.
 
-    ``tta`` averages the predictions of the flipped and rotated YX plane
-    (eight views on square tiles, two otherwise), which lowers the residual noise.
+    ``tta`` averages the predictions of the eight flips and quarter turns of
+    the YX plane, which lowers the residual noise. Every tile gets all eight,
+    whatever its shape, so a pixel's output does not depend on how the image
+    was cut into tiles or blocks.
     """
     device = model.device
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
@@ -179,14 +184,13 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
     model.net.eval()
     net = model.net
     if model.runner is not None and model.runner.choice != TORCH:  # the one place another engine steps in
-        net = lambda v: torch.from_numpy(model.runner(v.contiguous().cpu().numpy())[0]).to(v.device)
-    with torch.inference_mode(), autocast(device):
+        net = lambda v: torch.from_numpy(model.runner(v.contiguous().cpu().numpy(), token)[0]).to(v.device)
+    with torch.inference_mode(), autocast(device), cancellable_forward(model.net, token):
         if not tta:
             out = net(t).float()
         else:
-            square = t.shape[-1] == t.shape[-2]
             acc, n = torch.zeros_like(t[:, :1].expand(-1, model.config["n_out"], *t.shape[2:])).float(), 0
-            for k in range(4 if square else 1):
+            for k in range(4):
                 for flip in (False, True):
                     v = torch.rot90(t, k, dims=(-2, -1))
                     v = torch.flip(v, dims=(-1,)) if flip else v

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from stardist import rays3d
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.catalogue import CATALOGUE, fetch_pretrained
@@ -73,8 +74,6 @@ def rays_of(cfg: dict[str, Any]):
     (stardist's own ``rays_from_json`` evaluates the name as Python, which a config
     from a download must never get to do.)
     """
-    from stardist import rays3d
-
     rays = cfg.get("rays_json")
     if not isinstance(rays, dict):
         raise UserError("this 3D StarDist config has no 'rays_json' entry", "use the config.json saved with the model")
@@ -160,3 +159,15 @@ def load_stardist(ref: str | Path, device: torch.device) -> StarDistSegmenter:
         return load_official(fetch_pretrained(entry), device, name=entry.name)
     folder = Path(ref)
     return load_official(folder, device) if is_official_folder(folder) else load_ours(folder, device)
+
+
+def stardist_defaults(folder: Path) -> dict[str, float]:
+    """The thresholds (and views) a StarDist folder segments with, read from its files alone."""
+    folder = Path(folder)
+    if is_official_folder(folder):
+        th = json.loads((folder / "thresholds.json").read_text()) if (folder / "thresholds.json").is_file() else {}
+        return {"prob_thresh": float(th.get("prob", 0.5)), "nms_thresh": float(th.get("nms", 0.4)), "views": 1}
+    cfg = read_config(folder)
+    th = cfg.get("thresholds", {})
+    return {"prob_thresh": float(th.get("prob", 0.5)), "nms_thresh": float(th.get("nms", 0.4)),
+            "views": int(cfg.get("views", 1))}
