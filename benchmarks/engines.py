@@ -5,8 +5,10 @@ Run: ``python benchmarks/engines.py [--repeats 7] [--only stardist n2v care sema
 Every figure is the median of interleaved repetitions in one process (each
 engine in turn, each repetition on a slightly different input), so that a
 change in the machine's load hits every engine alike; the ratios are what to
-read, not the seconds. Figures in the README were measured on a 2-core machine
-shared with other developers' training runs.
+read, not the seconds. The README's figures come from
+``python benchmarks/engines.py --repeats 3 --only stardist n2v care semantic``
+on a 2-core machine shared with other training runs (which slows torch's
+threads more than the runtimes': read them as ratios of one run).
 
 - StarDist network alone, the 32-filter 2D shape of ``2D_versatile_fluo`` (U-Net
   depth 3, grid 2, 32 rays), 512x512 and 1024x1024: today's torch path (the

@@ -36,7 +36,7 @@ compares, on the image:
 Ratios are TF's time over ours (above 1: ours is faster). Run:
 ``python benchmarks/stardist_tf_parity.py [--steps N] [--repeats R] [--only NAME] [--processes]``.
 Figures are printed; nothing is asserted on time. The README's figures come
-from a 2-core machine shared with other developers' training runs: read the
+from a 2-core machine shared with other training runs: read the
 ratios of one run, not its seconds.
 """
 from __future__ import annotations

@@ -10,6 +10,7 @@ from psygnal import evented
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.jobs.segment import SEGMENT_SETTINGS, SegmentJob
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
 from napari_dlmicro.core.models.loader import kind_of, model_defaults
 from napari_dlmicro.core.models.registry import Task, get_kind
 from napari_dlmicro.core.preferences import load_settings, save_settings
@@ -51,6 +52,7 @@ class SegmentationState:
     norm_high: float = JOB_SETTINGS["norm_high"].default
     channel: int = -1  # -1: every channel
     device: str = "auto"
+    engine: str = ENGINE_SETTING.default  # where the network runs on the CPU
     live: bool = False
     count: str = ""
     status: JobStatus = field(default_factory=JobStatus)
@@ -86,9 +88,10 @@ class SegmentationState:
         low, high = JOB_SETTINGS["norm_low"].check(self.norm_low), JOB_SETTINGS["norm_high"].check(self.norm_high)
         channel = None if self.channel < 0 else JOB_SETTINGS["channel"].check(self.channel)
         settings = {k: v for k, v in self.model_settings.checked().items() if v is not None}
+        engine = ENGINE_SETTING.check(self.engine)
         return SegmentJob(image=data, model=self.model, axes=axes, channel=channel,
-                          settings=settings, tile=tile or None,
-                          device=self.device, norm_low=low, norm_high=high, region=region, scale=scale)
+                          settings=settings, tile=tile or None, device=self.device, norm_low=low, norm_high=high,
+                          region=region, scale=scale, engine=engine)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The labels' shape for an image of ``shape``: every axis but the channels."""
@@ -98,7 +101,8 @@ class SegmentationState:
     def remember(self) -> None:
         """Save the form for the next session."""
         save_settings(SECTION, {"model": self.model, "norm_low": self.norm_low, "norm_high": self.norm_high,
-                                "tile": self.tile, "device": self.device, "live": self.live,
+                                "tile": self.tile, "device": self.device, "engine": self.engine,
+                                "live": self.live,
                                 f"settings:{self.kind()}": self.model_settings.raw()})
 
     def restore(self) -> dict[str, Any]:
@@ -109,6 +113,8 @@ class SegmentationState:
             self.norm_high = float(saved.get("norm_high", self.norm_high))
             self.tile = int(saved.get("tile", self.tile))
             self.device = str(saved.get("device", self.device))
+            engine = str(saved.get("engine", self.engine))
+            self.engine = engine if engine in ENGINES else self.engine
             self.live = bool(saved.get("live", False))
         except (TypeError, ValueError):
             pass  # a hand-edited settings file: keep the defaults
