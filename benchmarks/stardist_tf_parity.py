@@ -1,4 +1,4 @@
-"""Parity of our PyTorch StarDist with StarDist's own TensorFlow implementation.
+"""Parity and speed of our PyTorch StarDist against StarDist's own TensorFlow implementation.
 
 Needs a Python environment with tensorflow, stardist and csbdeep (and, for
 TensorFlow 2.16 or newer, the ``tf_keras`` package: official StarDist model
@@ -10,22 +10,34 @@ For each network shape that StarDist ships or builds by default
 * ``2D_versatile_fluo`` shape (32 rays, grid 2, U-Net depth 3, one channel),
 * ``2D_versatile_he`` shape (the same with three input channels),
 * 3D default (ResNet backbone, anisotropic grid, 96 golden-spiral rays),
-* 3D with the U-Net backbone,
+* 3D with the U-Net backbone (trained longer: it needs more steps to find objects),
 
-it trains a StarDist model with TensorFlow for a few steps on stardist's
-nuclei sample (so that its predictions hold real objects), lets StarDist save
-the folder (``config.json``, ``thresholds.json``, ``weights_best.h5``), loads
-that folder with :func:`napari_dlmicro.core.models.stardist.folder.load_official`
-and compares, on the image:
+it trains a StarDist model with TensorFlow on stardist's nuclei sample (so that
+its predictions hold real objects), lets StarDist save the folder
+(``config.json``, ``thresholds.json``, ``weights_best.h5``), loads that folder
+with :func:`napari_dlmicro.core.models.stardist.folder.load_official` and
+compares, on the image:
 
 * the raw network outputs (max |prob diff|, max |dist diff|),
-* the labels from ``predict_instances`` and from our ``segment`` with the same
-  thresholds: object counts, F1 at IoU 0.5 (``stardist.matching``) and the
-  fraction of identical pixels, untiled and tiled,
-* the median time of three ``predict_instances`` runs against ours.
+* the labels from ``predict_instances`` and from our ``segment`` on each engine
+  (torch, ONNX Runtime, OpenVINO) with the same thresholds: object counts, F1 at
+  IoU 0.5 (``stardist.matching``) and the fraction of identical pixels, untiled
+  and tiled,
+* time, end to end (network, NMS, labels): ``predict_instances`` against ours on
+  each engine, interleaved in one process, median of ``--repeats``; every
+  repetition segments a slightly different image (the image times 1 + 1e-4 i),
+  so no side ever reuses a network output (our segmenter keeps the candidates of
+  an image it has seen),
+* time of the network alone: ours on each engine against today's torch path,
+* with ``--processes``, the same end-to-end times in separate processes, one per
+  side (a user runs one or the other): each loads the model, segments once to
+  warm up (reported apart), then segments ``--repeats`` different images.
 
-Run: ``python benchmarks/stardist_tf_parity.py [--steps N] [--only NAME]``.
-Figures are printed; nothing is asserted on time.
+Ratios are TF's time over ours (above 1: ours is faster). Run:
+``python benchmarks/stardist_tf_parity.py [--steps N] [--repeats R] [--only NAME] [--processes]``.
+Figures are printed; nothing is asserted on time. The README's figures come
+from a 2-core machine shared with other training runs: read the
+ratios of one run, not its seconds.
 """
 from __future__ import annotations
 
@@ -61,13 +73,38 @@ def _tensorflow_stardist():
     return None
 
 
-def _median_time(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+ENGINES = ("torch", "onnxruntime", "openvino")
+# The 3D U-Net needs more steps than the others before its predictions hold objects (at the default it found none).
+STEP_FACTOR = {"3D_unet": 5}
+
+
+def _interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each ``run(i)`` over ``repeats`` rounds, each round running every side in turn."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(repeats):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run(i)
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _between_values(prob: np.ndarray, threshold: float) -> float:
+    """``threshold`` moved half way between the two probabilities around it.
+
+    A quantile lands on (or next to) a probability of the image itself; a candidate
+    exactly at the threshold would then be kept or dropped by float rounding (1e-7
+    between TensorFlow, torch, ONNX Runtime and OpenVINO), which compares rounding,
+    not implementations.
+    """
+    values = np.unique(prob.ravel())
+    i = int(np.clip(np.searchsorted(values, threshold), 1, len(values) - 1))
+    return float((values[i - 1] + values[i]) / 2)
+
+
+def _variants(image: np.ndarray, n: int) -> list[np.ndarray]:
+    """``n`` slightly different copies of ``image`` (so no side can reuse a network output)."""
+    return [np.ascontiguousarray(image * np.float32(1 + 1e-4 * (i + 1))) for i in range(n)]
 
 
 def _data_2d(n_channels: int):
@@ -98,7 +135,8 @@ def _data_3d():
 
 
 def _build_and_train(name: str, basedir: Path, steps: int):
-    """A TensorFlow StarDist model of shape ``name``, trained for ``steps`` steps and saved."""
+    """A TensorFlow StarDist model of shape ``name``, trained for ``steps`` steps (more for some shapes) and saved."""
+    steps = steps * STEP_FACTOR.get(name, 1)
     from stardist import Rays_GoldenSpiral, calculate_extents
     from stardist.models import Config2D, Config3D, StarDist2D, StarDist3D
 
@@ -129,9 +167,10 @@ def _build_and_train(name: str, basedir: Path, steps: int):
     return model, folder, image
 
 
-def _compare(name: str, basedir: Path, steps: int, device) -> dict:
+def _compare(name: str, basedir: Path, steps: int, repeats: int, device) -> dict:
     from stardist.matching import matching
 
+    from napari_dlmicro.core.data.tiling import pad_to_multiple
     from napari_dlmicro.core.models.stardist.folder import load_official
     from napari_dlmicro.core.runtime.cancel import NEVER
     from napari_dlmicro.core.runtime.events import run_to_end
@@ -141,85 +180,140 @@ def _compare(name: str, basedir: Path, steps: int, device) -> dict:
     train_s = time.perf_counter() - t0
     ndim = model.config.n_dim
     axes = ("YX" if ndim == 2 else "ZYX") + ("C" if image.ndim > ndim else "")
-    ours_in = image if image.ndim > ndim else image[..., None]
+    with_channel = (lambda im: im if im.ndim > ndim else im[..., None])
 
     # Raw outputs: TensorFlow pads the end of each axis (reflect) to div_by; so do we.
     prob_tf, dist_tf = model.predict(image, axes=axes)
     # A threshold that always leaves objects, however short the training was, and
     # at most about 2000 candidates, so that NMS (3D NMS above all) stays quick.
-    prob_thresh = float(min(0.5, np.quantile(prob_tf, max(0.9, 1 - 2000 / prob_tf.size))))
+    prob_thresh = _between_values(prob_tf, float(min(0.5, np.quantile(prob_tf, max(0.9, 1 - 2000 / prob_tf.size)))))
     nms_thresh = 0.4
     (folder / "thresholds.json").write_text(json.dumps({"prob": prob_thresh, "nms": nms_thresh}))
 
-    seg = load_official(folder, device)
-    from napari_dlmicro.core.data.tiling import pad_to_multiple
-
-    padded = pad_to_multiple(ours_in, seg.net.config.div_by)
-    prob_ours, dist_ours = seg.forward(padded)
+    segs = {e: load_official(folder, device).use_engine(e) for e in ENGINES}
+    padded = pad_to_multiple(with_channel(image), segs["torch"].net.config.div_by)
     crop = tuple(slice(0, s) for s in prob_tf.shape)
-    # StarDist's predict() clips distances at 1e-3 (as its instance prediction does).
-    prob_ours, dist_ours = prob_ours[crop], np.maximum(dist_ours[crop], 1e-3)
+    res = {"name": name, "train_s": train_s, "prob_thresh": prob_thresh, "image_shape": tuple(image.shape),
+           "steps": steps * STEP_FACTOR.get(name, 1)}
+    for e, seg in segs.items():
+        prob_ours, dist_ours = seg.forward(padded)
+        # StarDist's predict() clips distances at 1e-3 (as its instance prediction does).
+        prob_ours, dist_ours = prob_ours[crop], np.maximum(dist_ours[crop], 1e-3)
+        res[f"{e}_max_prob_diff"] = float(np.abs(prob_ours - prob_tf).max())
+        res[f"{e}_max_dist_diff"] = float(np.abs(dist_ours - dist_tf).max())
+    res["max_dist"] = float(np.abs(dist_tf).max())
+    settings = {"prob_thresh": prob_thresh, "nms_thresh": nms_thresh, "views": 1}
 
-    res = {
-        "name": name,
-        "train_s": train_s,
-        "prob_thresh": prob_thresh,
-        "max_prob_diff": float(np.abs(prob_ours - prob_tf).max()),
-        "max_dist_diff": float(np.abs(dist_ours - dist_tf).max()),
-        "max_dist": float(np.abs(dist_tf).max()),
-    }
-    settings = {"prob_thresh": prob_thresh, "nms_thresh": nms_thresh}
-
-    def tf_labels(n_tiles=None):
-        return model.predict_instances(image, axes=axes, prob_thresh=prob_thresh, nms_thresh=nms_thresh,
+    def tf_labels(img, n_tiles=None):
+        return model.predict_instances(img, axes=axes, prob_thresh=prob_thresh, nms_thresh=nms_thresh,
                                        n_tiles=n_tiles, show_tile_progress=False)[0]
 
-    def our_labels(tile=None):
-        seg._cache = None  # time the network too, not only NMS
-        return run_to_end(seg.segment(ours_in, settings, NEVER, tile=tile))
+    def our_labels(engine, img, tile=None):
+        return run_to_end(segs[engine].segment(with_channel(img), settings, NEVER, tile=tile))
 
-    def compare_labels(a, b, prefix):
-        m = matching(a, b, thresh=0.5)
-        res[f"{prefix}_n_tf"] = int(len(np.unique(a)) - (0 in a))
-        res[f"{prefix}_n_ours"] = int(len(np.unique(b)) - (0 in b))
-        res[f"{prefix}_f1"] = float(m.f1)
-        res[f"{prefix}_same_pixels"] = float(np.mean(a == b))
-
-    lab_tf, lab_ours = tf_labels(), our_labels()
-    compare_labels(lab_tf, lab_ours, "full")
-    # Our ``tile`` is the core of each tile; each is read with the receptive field around it.
-    if ndim == 2:
-        n_tiles, tile = (2, 2), 128
-    else:
-        n_tiles, tile = (1, 2, 2), 32
+    n_tiles, tile = ((2, 2), 128) if ndim == 2 else ((1, 2, 2), 32)
     if image.ndim > ndim:
         n_tiles += (1,)  # the channel axis is not tiled
-    lab_tf_tiled, lab_ours_tiled = tf_labels(n_tiles), our_labels(tile)
-    compare_labels(lab_tf_tiled, lab_ours_tiled, "tiled")
+    lab_tf, lab_tf_tiled = tf_labels(image), tf_labels(image, n_tiles)
     res["tiled_tf_vs_untiled_f1"] = float(matching(lab_tf, lab_tf_tiled, thresh=0.5).f1)
-    res["tiled_ours_vs_untiled_f1"] = float(matching(lab_ours, lab_ours_tiled, thresh=0.5).f1)
-    res["n_tiles_ours"] = len(seg._plan(padded.shape[:-1], tile))
+    for e in ENGINES:
+        for kind, a, b in (("full", lab_tf, our_labels(e, image)), ("tiled", lab_tf_tiled, our_labels(e, image, tile))):
+            res[f"{e}_{kind}_n_tf"] = int(len(np.unique(a)) - (0 in a))
+            res[f"{e}_{kind}_n_ours"] = int(len(np.unique(b)) - (0 in b))
+            res[f"{e}_{kind}_f1"] = float(matching(a, b, thresh=0.5).f1)
+            res[f"{e}_{kind}_same_pixels"] = float(np.mean(a == b))
+    res["n_tiles_ours"] = len(segs["torch"]._plan(padded.shape[:-1], tile))
     res["tile_args"] = f"TF n_tiles={n_tiles}, ours tile={tile}"
 
-    res["time_tf_s"] = _median_time(tf_labels)
-    res["time_ours_s"] = _median_time(our_labels)
-    res["time_ratio"] = res["time_ours_s"] / res["time_tf_s"]
-    res["image_shape"] = tuple(image.shape)
+    # End to end, interleaved; every repetition on an image no side has seen before.
+    images = _variants(image, repeats)
+    for e in ENGINES:  # warm up: ONNX export and sessions are made once, not per image
+        our_labels(e, image * np.float32(0.5))
+    tf_labels(image * np.float32(0.5))
+    runs = {"tf": lambda i: tf_labels(images[i]), **{e: (lambda i, e=e: our_labels(e, images[i])) for e in ENGINES}}
+    res["time"] = _interleaved(runs, repeats)
+    # The network alone: ours on each engine against today's torch path (and TF's predict, for reference).
+    nets = {e: (lambda i, e=e: segs[e].forward(pad_to_multiple(with_channel(images[i]), segs[e].net.config.div_by)))
+            for e in ENGINES}
+    res["net_time"] = _interleaved({"tf_predict": lambda i: model.predict(images[i], axes=axes), **nets}, repeats)
     return res
 
 
 def _print(res: dict) -> None:
-    print(f"\n== {res['name']}  image {res['image_shape']}  (TF training {res['train_s']:.0f} s, "
+    print(f"\n== {res['name']}  image {res['image_shape']}  (TF training {res['steps']} steps, {res['train_s']:.0f} s; "
           f"prob_thresh {res['prob_thresh']:.3f})")
-    print(f"  raw outputs : max |prob diff| {res['max_prob_diff']:.2e}   "
-          f"max |dist diff| {res['max_dist_diff']:.2e} (dist up to {res['max_dist']:.1f})")
-    for kind in ("full", "tiled"):
-        print(f"  labels {kind:5s}: objects TF {res[f'{kind}_n_tf']:4d}  ours {res[f'{kind}_n_ours']:4d}   "
-              f"F1@0.5 {res[f'{kind}_f1']:.4f}   identical pixels {res[f'{kind}_same_pixels']:.5f}")
-    print(f"  tiled ({res['tile_args']}, ours {res['n_tiles_ours']} tiles): F1 against the untiled labels "
-          f"TF {res['tiled_tf_vs_untiled_f1']:.4f}  ours {res['tiled_ours_vs_untiled_f1']:.4f}")
-    print(f"  predict_instances: TF {res['time_tf_s']:.3f} s  ours {res['time_ours_s']:.3f} s  "
-          f"ratio ours/TF {res['time_ratio']:.2f}")
+    for e in ENGINES:
+        print(f"  raw outputs {e:11s}: max |prob diff| {res[f'{e}_max_prob_diff']:.2e}   "
+              f"max |dist diff| {res[f'{e}_max_dist_diff']:.2e} (dist up to {res['max_dist']:.1f})")
+        for kind in ("full", "tiled"):
+            print(f"  labels {e:11s} {kind:5s}: objects TF {res[f'{e}_{kind}_n_tf']:4d}  ours "
+                  f"{res[f'{e}_{kind}_n_ours']:4d}   F1@0.5 {res[f'{e}_{kind}_f1']:.4f}   identical pixels "
+                  f"{res[f'{e}_{kind}_same_pixels']:.5f}")
+    print(f"  tiled ({res['tile_args']}, ours {res['n_tiles_ours']} tiles): TF tiled against TF untiled F1 "
+          f"{res['tiled_tf_vs_untiled_f1']:.4f}")
+    t = res["time"]
+    print("  end to end (median, interleaved): TF predict_instances " + f"{t['tf']:.3f} s; " + "; ".join(
+        f"ours {e} {t[e]:.3f} s (TF/ours {t['tf'] / t[e]:.2f}x)" for e in ENGINES))
+    n = res["net_time"]
+    print("  network alone (median): " + "; ".join(
+        f"{e} {n[e]:.3f} s ({n['torch'] / n[e]:.2f}x today's torch)" for e in ENGINES)
+        + f"; TF predict {n['tf_predict']:.3f} s")
+
+
+def _worker(side: str, folder: str, image_file: str, repeats: int) -> None:
+    """One side in its own process: load, segment once (warm-up), then ``repeats`` different images."""
+    image = np.load(image_file)
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    thresholds = json.loads((Path(folder) / "thresholds.json").read_text())
+    ndim = int(cfg["n_dim"])
+    axes = ("YX" if ndim == 2 else "ZYX") + ("C" if image.ndim > ndim else "")
+    import torch
+
+    t0 = time.perf_counter()
+    if side == "tf":
+        from stardist.models import StarDist2D, StarDist3D
+
+        kind = StarDist2D if ndim == 2 else StarDist3D
+        model = kind(None, name=Path(folder).name, basedir=str(Path(folder).parent))
+        run = lambda im: model.predict_instances(im, axes=axes, prob_thresh=thresholds["prob"],
+                                                 nms_thresh=thresholds["nms"], show_tile_progress=False)[0]
+    else:
+        from napari_dlmicro.core.jobs.segment import segment
+        from napari_dlmicro.core.models.stardist.folder import load_official
+
+        seg = load_official(Path(folder), torch.device("cpu"))
+        run = lambda im: segment(im, seg, axes=axes, engine=side, measure=False, tile=None,
+                                 settings={"views": 1}).labels
+    loaded = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(image * np.float32(0.5))
+    first = time.perf_counter() - t0
+    times = []
+    for im in _variants(image, repeats):
+        t0 = time.perf_counter()
+        run(im)
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"side": side, "load_s": loaded, "first_s": first, "median_s": float(np.median(times))}))
+
+
+def _processes(name: str, folder: Path, image: np.ndarray, repeats: int) -> None:
+    import subprocess
+
+    image_file = folder / "bench_image.npy"
+    np.save(image_file, image)
+    out = {}
+    for side in ("tf",) + ENGINES:
+        done = subprocess.run([sys.executable, __file__, "--worker", side, str(folder), str(image_file),
+                               "--repeats", str(repeats)], capture_output=True, text=True, check=False)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("{")), None)
+        if line is None:
+            print(f"  {side}: failed ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'})")
+            continue
+        out[side] = json.loads(line)
+    tf = out.get("tf", {}).get("median_s")
+    print(f"  separate processes ({name}): " + "; ".join(
+        f"{side} {r['median_s']:.3f} s" + (f" (TF/ours {tf / r['median_s']:.2f}x)" if tf and side != "tf" else "")
+        + f" [load {r['load_s']:.1f} s, first {r['first_s']:.2f} s]" for side, r in out.items()))
 
 
 CONFIGS = ("2D_versatile_fluo", "2D_versatile_he", "3D_resnet", "3D_unet")
@@ -228,7 +322,10 @@ CONFIGS = ("2D_versatile_fluo", "2D_versatile_he", "3D_resnet", "3D_unet")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="TensorFlow training steps per model")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (each on another image)")
     parser.add_argument("--only", choices=CONFIGS, action="append", help="run only these shapes")
+    parser.add_argument("--processes", action="store_true", help="also time each side in a process of its own")
+    parser.add_argument("--worker", nargs=3, metavar=("SIDE", "FOLDER", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     why = _tensorflow_stardist()
@@ -238,16 +335,25 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if args.worker:
+        _worker(*args.worker, args.repeats)
+        return 0
     device = torch.device("cpu")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or CONFIGS:
-            res = _compare(name, Path(tmp), args.steps, device)
+            res = _compare(name, Path(tmp), args.steps, args.repeats, device)
             _print(res)
+            if args.processes:
+                _processes(name, Path(tmp) / name, _data_2d(3 if name.endswith("he") else 1)[0]
+                           if name.startswith("2D") else _data_3d()[0], args.repeats)
             results.append(res)
-    print("\nsummary (F1 untiled / tiled, time ratio ours/TF):")
+    print("\nsummary (F1 untiled / tiled against TF per engine; end to end TF/ours; network alone vs today's torch):")
     for r in results:
-        print(f"  {r['name']:18s} {r['full_f1']:.4f} / {r['tiled_f1']:.4f}   {r['time_ratio']:.2f}")
+        f1 = "  ".join(f"{e} {r[f'{e}_full_f1']:.4f}/{r[f'{e}_tiled_f1']:.4f}" for e in ENGINES)
+        speed = "  ".join(f"{e} {r['time']['tf'] / r['time'][e]:.2f}x" for e in ENGINES)
+        net = "  ".join(f"{e} {r['net_time']['torch'] / r['net_time'][e]:.2f}x" for e in ENGINES[1:])
+        print(f"  {r['name']:18s} F1 {f1}   TF/ours {speed}   network {net}")
     return 0
 
 

@@ -7,12 +7,19 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _engines_dir(tmp_path_factory):
+    """One folder of exported networks and engine measurements for the whole session (exports take seconds)."""
+    return tmp_path_factory.mktemp("engines")
+
+
 @pytest.fixture(autouse=True)
-def _private_user_dirs(tmp_path, monkeypatch):
+def _private_user_dirs(tmp_path, monkeypatch, _engines_dir):
     """Keep every test away from the user's real settings, store and cache."""
     monkeypatch.setenv("DLMICRO_MODELS", str(tmp_path / "store"))
     monkeypatch.setenv("DLMICRO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLMICRO_CONFIG", str(tmp_path / "config"))
+    monkeypatch.setenv("DLMICRO_ENGINES", str(_engines_dir))
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +77,54 @@ def right_half(nuclei):
     img, gt = nuclei
     half = img.shape[1] // 2
     return np.ascontiguousarray(img[:, half:]), np.ascontiguousarray(gt[:, half:])
+
+
+@pytest.fixture(scope="session")
+def noisy_crop():
+    """A 128x128 noisy crop of the nuclei sample and its clean version."""
+    from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
+
+    noisy, clean = noisy_nuclei_arrays()
+    return noisy[100:228, 100:228].copy(), clean[100:228, 100:228].copy()
+
+
+@pytest.fixture(scope="session")
+def trained_n2v(noisy_crop, tmp_path_factory):
+    """A small Noise2Void (N2V2 layout) trained for a few epochs on the noisy crop, saved as our folder."""
+    from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
+    from napari_dlmicro.core.runtime.events import run_to_end
+
+    settings = TrainSettings(kind="n2v", epochs=3, patch=32, batch_size=8, filters=16, steps_per_epoch=10,
+                             learning_rate=2e-3, device="cpu", strategy="n2v2", n2v2_net=True)
+    folder = tmp_path_factory.mktemp("models") / "test-n2v"
+    run_to_end(train_restoration([noisy_crop[0]], None, settings, save_to=folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_care(noisy_crop, tmp_path_factory):
+    """A small CARE model trained for a few epochs from the noisy crop to the clean one."""
+    from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
+    from napari_dlmicro.core.runtime.events import run_to_end
+
+    settings = TrainSettings(kind="care", epochs=3, patch=32, batch_size=8, filters=16, steps_per_epoch=10,
+                             learning_rate=2e-3, device="cpu")
+    folder = tmp_path_factory.mktemp("models") / "test-care"
+    run_to_end(train_restoration([noisy_crop[0]], [noisy_crop[1]], settings, save_to=folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_semantic(nuclei, tmp_path_factory):
+    """A tiny background/nucleus U-Net trained for a few epochs on a corner of the nuclei image."""
+    from napari_dlmicro.core.data.training_sets import Pair
+    from napari_dlmicro.core.jobs.train import train_job
+    from napari_dlmicro.core.runtime.events import run_to_end
+
+    img, gt = nuclei
+    classes = (gt > 0).astype(np.uint8)
+    folder = tmp_path_factory.mktemp("models") / "test-semantic"
+    settings = {"epochs": 4, "patch": 64, "lr": 1e-2, "val_fraction": 0.3, "depth": 2, "filters": 8}
+    run_to_end(train_job("semantic", [Pair("n", img[:192, :192], classes[:192, :192])], settings, out=folder,
+                         device="cpu"))
+    return folder

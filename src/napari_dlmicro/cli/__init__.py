@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from napari_dlmicro.cli import classify, denoise, evaluate, models, segment, train
+from napari_dlmicro.cli import classify, denoise, evaluate, export, models, segment, train
 from napari_dlmicro.core.errors import Cancelled, UserError
 
-SUBCOMMANDS = (models, segment, denoise, train, evaluate, classify)
+SUBCOMMANDS = (models, segment, denoise, train, evaluate, export, classify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from napari_dlmicro.core.io.ome_zarr import open_images
 from napari_dlmicro.core.jobs.blockwise_denoise import BlockwiseDenoiseJob, blockwise_denoise_job
 from napari_dlmicro.core.jobs.blockwise_segment import DEFAULT_BLOCK
 from napari_dlmicro.core.jobs.denoise import DENOISE_SETTINGS, denoise_files_job, n2v_files_job
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING
 from napari_dlmicro.core.models.loader import kind_of, load_model
 from napari_dlmicro.core.models.registry import BUDGET, Task, get_kind
 from napari_dlmicro.core.runtime.devices import resolve_device
@@ -35,7 +36,8 @@ def add_parser(subparsers) -> None:
                               "OUTDIR/<stem>_denoised.ome.zarr.")
     p.add_argument("images", nargs="+", help="TIFF files, OME-Zarr images or plates, or folders of them")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("-m", "--model", help="model folder or stored model name (N2V or CARE)")
+    which.add_argument("-m", "--model", help="model folder or stored model name (N2V or CARE), or an "
+                                             "image-to-image bioimage.io package (.zip, folder, rdf.yaml, zoo id)")
     which.add_argument("--n2v", action="store_true", help="train Noise2Void on the inputs themselves first")
     p.add_argument("-o", "--out", required=True, help="output folder")
     add_setting_flags(p.add_mutually_exclusive_group(), N2V_BUDGET)
@@ -43,6 +45,9 @@ def add_parser(subparsers) -> None:
     add_setting_flags(p, DENOISE_SETTINGS)
     p.add_argument("--axes", default=None,
                    help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a bioimage.io package whose only usable weights need its own Python code run that code "
+                        "(only for packages from a source you trust)")
     add_device_flag(p)
     add_cluster_flags(p)
     p.set_defaults(run=run)
@@ -72,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     tile = args.tile if args.tile is not None else DENOISE_SETTINGS[0].default
+    engine = args.engine or ENGINE_SETTING.default
     if args.n2v:
         written += run_with_progress(lambda token: n2v_files_job(
-            files, out, given(args, N2V_BUDGET), args.save_model, args.axes, args.device, tile or None, token),
-            "train n2v, then denoise")
+            files, out, given(args, N2V_BUDGET), args.save_model, args.axes, args.device, tile or None, token,
+            engine=engine), "train n2v, then denoise")
     else:
         if args.save_model:
             raise UserError("--save-model only applies with --n2v", "drop --save-model, the model is already saved")
@@ -85,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
         if kind.task is not Task.RESTORE:
             raise UserError(f"'{args.model}' is a {kind.title} model, which cannot denoise",
                             "pick a Noise2Void or CARE model, or train one with --n2v")
-        model = load_model(args.model, resolve_device(args.device))
+        model = load_model(args.model, resolve_device(args.device), trust_code=args.trust_code)
         written += run_with_progress(lambda token: denoise_files_job(files, out, model, args.axes, tile or None,
-                                                                   token=token), "denoising")
+                                                                    token=token, engine=engine), "denoising")
     for path in written:
         print(path)
     return 0

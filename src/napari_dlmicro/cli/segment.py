@@ -52,10 +52,14 @@ def add_parser(sub) -> None:
                    help="TIFF files, OME-Zarr images (.ome.zarr), HCS plates, or folders of them")
     p.add_argument("-m", "--model", required=True,
                    help="catalogue name (stardist:2D_versatile_fluo, cellpose:cpsam, …), a stored model, "
-                        "or a model folder/file (StarDist, Cellpose or semantic)")
+                        "a model folder/file (StarDist, Cellpose or semantic), or a bioimage.io package "
+                        "(.zip, folder, rdf.yaml, zoo id or DOI)")
     p.add_argument("-o", "--outdir", required=True, help="output folder (created if needed)")
     add_device_flag(p)
-    add_setting_flags(p, [_JOB["tile"], _JOB["channel"]])
+    add_setting_flags(p, [_JOB["tile"], _JOB["channel"], _JOB["engine"]])
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a bioimage.io package whose only usable weights need its own Python code run that code "
+                        "(only for packages from a source you trust)")
     add_cluster_flags(p)
     p.add_argument("--labels-into-input", action="store_true",
                    help="OME-Zarr inputs: write the labels into the input's labels/ group (as labels/dlmicro) "
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     """Segment every input; one line per file, image or plate on stdout."""
     inputs = sort_inputs(args.images)
     outdir = output_folder(args.outdir)
-    model = get_segmenter(args.model, resolve_device(args.device))
+    model = get_segmenter(args.model, resolve_device(args.device), trust_code=args.trust_code)
     settings = {name: value for name, value in given(args, [s for _, s in model_settings()]).items()}
     own = {s.name for s in model.info.settings}
     foreign = sorted(set(settings) - own)
@@ -94,12 +98,14 @@ def run(args: argparse.Namespace) -> int:
     low, high = _norm(args)
     tile = args.tile if args.tile is not None else _JOB["tile"].default
     common = dict(channel=args.channel, settings=settings, tile=tile or None, norm_low=low, norm_high=high)
+    # the engine applies where whole images are segmented in memory; blocks on dask run in torch
+    in_memory = dict(common, engine=args.engine or _JOB["engine"].default)
     big = [p for p in inputs.tiffs if should_open_lazily(p)]
     small = [p for p in inputs.tiffs if p not in big]
     if args.labels_into_input and (small or big):
         raise UserError("--labels-into-input applies to OME-Zarr inputs only", "drop it for TIFF files")
     if small:
-        _small_tiffs(args, small, outdir, model, common)
+        _small_tiffs(args, small, outdir, model, in_memory)
     for image in [open_image(p, args.fill_missing) for p in inputs.images] + [open_tiff_lazily(p) for p in big]:
         _blockwise(args, image, outdir, model, common)
     for plate in inputs.plates:
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         done = run_with_progress(lambda token, fields=fields, stem=stem: segment_many_job(
             fields, outdir, args.model, cluster_choice(args), args.resume, outdir / f"{stem}_labels.ome.zarr",
             outdir / f"{stem}_measurements.csv", args.labels_into_input, device=args.device, token=token,
-            **common), f"segmenting {plate.name}")
+            **in_memory), f"segmenting {plate.name}")
         where = plate if args.labels_into_input else outdir / f"{stem}_labels.ome.zarr"
         print(f"{plate}: {len(done)} field(s), {sum(max(d.n_objects, 0) for d in done)} objects -> {where}")
     sys.stdout.flush()

@@ -43,3 +43,16 @@ def save_settings(section: str, values: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+EXPORT_SECTION = "bioimageio_export"
+
+
+def export_defaults() -> dict[str, Any]:
+    """The authors, licence and citations last used for a bioimage.io export (empty if none)."""
+    return load_settings(EXPORT_SECTION)
+
+
+def remember_export_defaults(authors: list[str], licence: str, citations: list[str]) -> None:
+    """Keep the authors, licence and citations (as ``text | doi-or-url``) for the next export."""
+    save_settings(EXPORT_SECTION, {"authors": list(authors), "licence": licence, "citations": list(citations)})

@@ -7,6 +7,7 @@ from typing import Any
 from psygnal import evented
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
 from napari_dlmicro.core.models.registry import Task, get_kind, kinds
 from napari_dlmicro.core.models.restoration.settings import TrainSettings
 from napari_dlmicro.core.preferences import load_settings, save_settings
@@ -28,6 +29,7 @@ class DenoiseState:
     name: str = "n2v_model"
     inputs_folder: str = ""  # CARE pairs from two folders instead of layers ("" : layers)
     targets_folder: str = ""
+    engine: str = ENGINE_SETTING.default  # where "Apply" runs the network on the CPU
     status: JobStatus = field(default_factory=JobStatus)
     values: SettingValues = field(default_factory=SettingValues)
 
@@ -65,9 +67,13 @@ class DenoiseState:
         return {"settings": self.values.checked(), "name": self.name.strip() or f"{self.kind}_model",
                 "threads": gui_threads()}
 
+    def apply_engine(self) -> str:
+        """The engine "Apply" runs on, checked."""
+        return ENGINE_SETTING.check(self.engine)
+
     def remember(self) -> None:
         """Save the form for the next session."""
-        save_settings(SECTION, {"kind": self.kind, "values": self.values.raw()})
+        save_settings(SECTION, {"kind": self.kind, "values": self.values.raw(), "engine": self.engine})
 
     def restore(self) -> None:
         """Put back the last session's form."""
@@ -76,5 +82,7 @@ class DenoiseState:
         if kind in RESTORING_KINDS:
             self.kind = kind
             self.name = f"{kind}_model"
+        if saved.get("engine") in ENGINES:
+            self.engine = str(saved["engine"])
         values = saved.get("values")
         self.values.set_specs(get_kind(self.kind).train_settings, values if isinstance(values, dict) else None)

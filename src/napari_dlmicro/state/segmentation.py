@@ -12,6 +12,7 @@ from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.jobs.blockwise_segment import BlockwiseSegmentJob
 from napari_dlmicro.core.jobs.segment import SEGMENT_SETTINGS, SegmentJob
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
 from napari_dlmicro.core.models.loader import kind_of, model_defaults
 from napari_dlmicro.core.models.registry import Task, get_kind
 from napari_dlmicro.core.preferences import load_settings, save_settings
@@ -54,6 +55,7 @@ class SegmentationState:
     norm_high: float = JOB_SETTINGS["norm_high"].default
     channel: int = -1  # -1: every channel
     device: str = "auto"
+    engine: str = ENGINE_SETTING.default  # where the network runs on the CPU
     live: bool = False
     count: str = ""
     status: JobStatus = field(default_factory=JobStatus)
@@ -93,10 +95,12 @@ class SegmentationState:
     def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None) -> SegmentJob:
         """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
         prediction = self.prediction()
+        engine = ENGINE_SETTING.check(self.engine)
         axes = self.axes.strip().upper() or None
         spatial = [a for a in (axes or "") if a in "ZYX"]
         scale = dict(zip(spatial, tuple(layer_scale)[-len(spatial):])) if spatial and len(layer_scale) else None
-        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, **prediction)
+        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, engine=engine,
+                          **prediction)
 
     def build_blockwise_job(self, image: LazyImage, resume: bool = False) -> BlockwiseSegmentJob:
         """The blockwise job for a big image from the current settings and the Big images section, checked."""
@@ -110,8 +114,8 @@ class SegmentationState:
     def remember(self) -> None:
         """Save the form for the next session."""
         save_settings(SECTION, {"model": self.model, "norm_low": self.norm_low, "norm_high": self.norm_high,
-                                "tile": self.tile, "device": self.device, "live": self.live,
-                                f"settings:{self.kind()}": self.model_settings.raw(),
+                                "tile": self.tile, "device": self.device, "engine": self.engine,
+                                "live": self.live, f"settings:{self.kind()}": self.model_settings.raw(),
                                 "blockwise": self.blockwise.remembered()})
 
     def restore(self) -> dict[str, Any]:
@@ -122,6 +126,8 @@ class SegmentationState:
             self.norm_high = float(saved.get("norm_high", self.norm_high))
             self.tile = int(saved.get("tile", self.tile))
             self.device = str(saved.get("device", self.device))
+            engine = str(saved.get("engine", self.engine))
+            self.engine = engine if engine in ENGINES else self.engine
             self.live = bool(saved.get("live", False))
             self.blockwise.restore(saved.get("blockwise") or {})
         except (TypeError, ValueError):

@@ -14,14 +14,17 @@ from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.io.files import tiff_files
 from napari_dlmicro.core.jobs.denoise import apply_job, denoise_files_job
 from napari_dlmicro.core.jobs.train import read_training_data, train_job
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
 from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.models.restoration.network import load_restoration
 from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime.events import Metric, Metrics, Preview, PreviewKind, Progress, format_eta
 from napari_dlmicro.state.denoise import RESTORING_KINDS
+from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
+from napari_dlmicro.widgets._export_dialog import ModelExporter
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._status_line import StatusLine
@@ -74,6 +77,11 @@ class DenoiseWidget(DockPanel):
         buttons.addWidget(self.cancel_btn)
         apply_form = QFormLayout()
         apply_form.addRow("model", self.models)
+        self.exporter = ModelExporter(self, self._chosen_model, "Denoising", self.status.setText)
+        apply_form.addRow(self.exporter.button)
+        self.engine_combo = QComboBox(toolTip=ENGINE_SETTING.help)
+        self.engine_combo.addItems(ENGINES)
+        apply_form.addRow("engine", bind(self.form.state, "engine", self.engine_combo))
         apply_form.addRow("ground truth", self.truth)
         apply_row = QHBoxLayout()
         for b in (self.load_btn, self.apply_btn, self.folder_btn):
@@ -108,6 +116,9 @@ class DenoiseWidget(DockPanel):
     def _refresh_models(self) -> None:
         self.models.clear()
         self.models.addItems([m.name for m in list_models() if m.kind in RESTORING_KINDS])
+
+    def _chosen_model(self) -> str | None:
+        return self.models.currentText() or None
 
     def on_store_changed(self, folder: str) -> None:
         """A model was saved: list it."""
@@ -265,6 +276,12 @@ class DenoiseWidget(DockPanel):
             self.status.setText("train or load a model, and pick an image layer")
             return
         model, data, axes = self.model, np.asarray(layer.data), self._axes()
+        try:
+            engine = self.form.state.apply_engine()
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
+        self.form.state.remember()
         truth = self._layer(self.truth)
         truth_data = np.asarray(truth.data) if truth is not None and truth is not layer else None
         name = f"{layer.name} [denoised]"
@@ -273,7 +290,8 @@ class DenoiseWidget(DockPanel):
             self._result_layer(layer, np.zeros(data.shape, np.float32), tuple(layer.contrast_limits))
         self._busy(True)
         self.job = self.track(start_job(
-            lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v", token=token),
+            lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v", token=token,
+                                    engine=engine),
             title="denoise", on_event=self._on_event, on_result=lambda res: self._show_result(layer, res),
             on_error=self._on_error, on_finished=self._on_apply_finished))
 
@@ -335,10 +353,11 @@ class DenoiseWidget(DockPanel):
         except UserError as exc:
             self.status.setText(str(exc))
             return None
-        model, axes = self.model, self._axes()
+        model, axes, engine = self.model, self._axes(), self.form.state.engine
         self._busy(True)
         self.job = self.track(start_job(
-            lambda token: denoise_files_job(files, dst, model, axes, token=token), title="denoise folder",
+            lambda token: denoise_files_job(files, dst, model, axes, token=token, engine=engine),
+            title="denoise folder",
             on_event=self._on_event, on_result=lambda written: self.status.setText(
                 f"{len(written)} file(s) written to {dst}"),
             on_error=self._on_error, on_finished=self._on_folder_finished))

@@ -31,6 +31,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.segment import SegmentJob, SegmentResult, segment_job
 from napari_dlmicro.core.labels.measure import write_csv
 from napari_dlmicro.core.models.catalogue import CATALOGUE
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
 from napari_dlmicro.core.models.registry import Task, kinds
 from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime import offload
@@ -45,6 +46,7 @@ from napari_dlmicro.state.segmentation import (
 )
 from napari_dlmicro.widgets._bind import bind, spin_for
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
+from napari_dlmicro.widgets._export_dialog import ModelExporter
 from napari_dlmicro.widgets._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
 from napari_dlmicro.widgets._lazy_layers import is_big
 from napari_dlmicro.widgets._model_choice import confirm_cpu_cost
@@ -102,6 +104,8 @@ class SegmentationWidget(DockPanel):
         row.addWidget(self.model_combo, 1)
         row.addWidget(browse)
         form.addRow("Model", row)
+        self.exporter = ModelExporter(self, self.model_combo.currentData, "Segmentation", self._show_status)
+        form.addRow(self.exporter.button)
         self.settings_form = SettingsForm(s.model_settings, none_text="model default")
         form.addRow(self.settings_form)
         self.low_spin = bind(s, "norm_low", spin_for(JOB_SETTINGS["norm_low"], QDoubleSpinBox(decimals=1)))
@@ -116,6 +120,9 @@ class SegmentationWidget(DockPanel):
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICE_CHOICES)
         form.addRow("Device", bind(s, "device", self.device_combo))
+        self.engine_combo = QComboBox(toolTip=ENGINE_SETTING.help)
+        self.engine_combo.addItems(ENGINES)
+        form.addRow("Engine", bind(s, "engine", self.engine_combo))
         self.live_check = bind(s, "live", QCheckBox("Live preview of the view",
                                                     toolTip="Re-segment what is in view when you pan, zoom or "
                                                             "change plane"))

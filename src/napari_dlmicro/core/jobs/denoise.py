@@ -24,6 +24,10 @@ from napari_dlmicro.core.io.files import image_name
 from napari_dlmicro.core.io.tiff_read import read_image
 from napari_dlmicro.core.io.tiff_write import write_image
 from napari_dlmicro.core.jobs.train import train_job
+from napari_dlmicro.core.models.bioimageio.restorer import PackageRestorer
+from napari_dlmicro.core.models.bioimageio.sources import is_package
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine
+from napari_dlmicro.core.models.loader import load_model, resolve
 from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
 from napari_dlmicro.core.models.restoration.predict import DEFAULT_TILE, predict_sample, tiles_of
 from napari_dlmicro.core.models.restoration.train import RestorationData
@@ -38,10 +42,25 @@ from napari_dlmicro.core.training.result import StopReason
 DENOISE_SETTINGS = (
     Setting("tile", "Tile", DEFAULT_TILE, int, 0, 16384, 128, "Tile size in pixels (0: whole samples at once); "
             "lower it if memory runs out"),
+    ENGINE_SETTING,
 )
 
+# What the denoising job runs: our Noise2Void/CARE models, or an image-to-image bioimage.io package
+Restorer = RestorationModel | PackageRestorer
 
-def check_compatible(model: RestorationModel, samples: Sequence[np.ndarray], layout: Layout) -> None:
+
+def _tiles_of(model: Restorer, shape: tuple[int, ...], tile: int | None) -> int:
+    return model.tiles_of(shape, tile) if isinstance(model, PackageRestorer) else tiles_of(model, shape, tile)
+
+
+def _predict(model: Restorer, sample: np.ndarray, tile: int | None, tta: bool, token: CancelToken,
+             clock: ProgressClock, done: int) -> Job:
+    if isinstance(model, PackageRestorer):
+        return model.predict_sample(sample, tile, tta, token, clock, done)
+    return predict_sample(model, sample, tile, tta, token, clock, done)
+
+
+def check_compatible(model: Restorer, samples: Sequence[np.ndarray], layout: Layout) -> None:
     """A clear error when the image does not suit the model (dimensions, channels)."""
     ndim = len(layout.spatial)
     if ndim != model.ndim:
@@ -56,19 +75,24 @@ def check_compatible(model: RestorationModel, samples: Sequence[np.ndarray], lay
                         "choose the channel mode the model was trained with, or a matching model")
 
 
-def denoise_job(model: RestorationModel, image: np.ndarray, axes: str | None = None,
+def denoise_job(model: Restorer, image: np.ndarray, axes: str | None = None,
                 channels: str | None = None, tile: int | None = DEFAULT_TILE, tta: bool = False,
-                token: CancelToken = NEVER, clock: ProgressClock | None = None) -> Job:
-    """Denoise every time point (and channel) of ``image``; returns float32 in the input's axes."""
+                token: CancelToken = NEVER, clock: ProgressClock | None = None, engine: str | None = None) -> Job:
+    """Denoise every time point (and channel) of ``image``; returns float32 in the input's axes.
+
+    ``engine`` (auto, torch, onnxruntime, openvino; None keeps the model's) is where the network runs on the CPU.
+    """
+    if engine is not None:
+        model.use_engine(check_engine(engine))
     channels = channels or model.config.get("channels", "independent")
     samples, layout = to_samples(image, axes, channels)
     check_compatible(model, samples, layout)
-    per_sample = tiles_of(model, samples[0].shape[1:], tile)
+    per_sample = _tiles_of(model, samples[0].shape[1:], tile)
     clock = clock or ProgressClock(len(samples) * per_sample, "denoising")
     start = clock.total - len(samples) * per_sample
     outputs = []
     for i, sample in enumerate(samples):
-        out = yield from relay(predict_sample(model, sample, tile, tta, token, clock, start + i * per_sample),
+        out = yield from relay(_predict(model, sample, tile, tta, token, clock, start + i * per_sample),
                                lambda ev, i=i: _sample_progress(ev, i, len(samples)))
         outputs.append(out)
         region, data = sample_region(layout, i, out)
@@ -101,13 +125,13 @@ class Applied:
     score_error: str = ""
 
 
-def apply_job(model: RestorationModel, image: np.ndarray, axes: str | None = None, truth: np.ndarray | None = None,
-              tta: bool = False, token: CancelToken = NEVER) -> Job:
+def apply_job(model: Restorer, image: np.ndarray, axes: str | None = None, truth: np.ndarray | None = None,
+              tta: bool = False, token: CancelToken = NEVER, engine: str | None = None) -> Job:
     """:func:`denoise_job`, then display limits and (given ``truth``) the quality scores; returns :class:`Applied`.
 
     The scores run through ``offload.call``, out of a GUI's way.
     """
-    out = yield from denoise_job(model, image, axes, tile=DEFAULT_TILE, tta=tta, token=token)
+    out = yield from denoise_job(model, image, axes, tile=DEFAULT_TILE, tta=tta, token=token, engine=engine)
     result = Applied(out, contrast_limits(out))
     if truth is not None:
         try:
@@ -117,15 +141,17 @@ def apply_job(model: RestorationModel, image: np.ndarray, axes: str | None = Non
     return result
 
 
-def denoise_files_job(files: Sequence[str | Path], out_dir: str | Path, model: RestorationModel,
+def denoise_files_job(files: Sequence[str | Path], out_dir: str | Path, model: Restorer,
                       axes: str | None = None, tile: int | None = DEFAULT_TILE, tta: bool | None = None,
-                      token: CancelToken = NEVER) -> Job:
+                      token: CancelToken = NEVER, engine: str | None = None) -> Job:
     """Denoise TIFF files into ``out_dir/<stem>_denoised.tif`` (float32); returns the files written.
 
     Each file is written whole (atomically) as soon as it is done: a cancel
     keeps the finished files and leaves no partial one.
     """
     tta = model.kind == "n2v" if tta is None else tta
+    if engine is not None:
+        model.use_engine(check_engine(engine))
     clock = ProgressClock(len(files) * 1000, "denoising")  # a thousand ticks a file
     written: list[Path] = []
     for k, f in enumerate(map(Path, files)):
@@ -133,7 +159,7 @@ def denoise_files_job(files: Sequence[str | Path], out_dir: str | Path, model: R
         im = read_image(f)
         file_axes = (axes or im.axes).replace("S", "C")
         samples, _ = to_samples(im.data, file_axes, model.config.get("channels", "independent"))
-        per_file = len(samples) * tiles_of(model, samples[0].shape[1:], tile)
+        per_file = len(samples) * _tiles_of(model, samples[0].shape[1:], tile)
         inner = ProgressClock(per_file, f"{f.name}")
         job = denoise_job(model, im.data, file_axes, tile=tile, tta=tta, token=token, clock=inner)
         out = yield from relay(job, lambda ev, k=k, f=f: clock.tick(
@@ -144,21 +170,33 @@ def denoise_files_job(files: Sequence[str | Path], out_dir: str | Path, model: R
     return written
 
 
-def denoise(image: np.ndarray, model: RestorationModel | str | Path, axes: str | None = None,
+def denoise(image: np.ndarray, model: Restorer | str | Path, axes: str | None = None,
             channels: str | None = None, tile: int | None = DEFAULT_TILE, tta: bool = False,
-            device: str = "auto") -> np.ndarray:
-    """Denoise ``image`` with a model (object, folder or stored name); float32, input's shape."""
-    if not isinstance(model, RestorationModel):
-        model = load_restoration(model, resolve_device(device))
-    if model.device.type == "cpu":
+            device: str = "auto", engine: str | None = None, trust_code: bool = False) -> np.ndarray:
+    """Denoise ``image`` with a model (object, folder, stored name or bioimage.io package); float32, input's shape."""
+    if not isinstance(model, (RestorationModel, PackageRestorer)):
+        model = load_restorer(model, resolve_device(device), trust_code)
+    if isinstance(model, PackageRestorer) or model.device.type == "cpu":
         set_cpu_threads()
     with torch.inference_mode():
-        return run_to_end(denoise_job(model, image, axes, channels, tile, tta))
+        return run_to_end(denoise_job(model, image, axes, channels, tile, tta, engine=engine))
+
+
+def load_restorer(ref: str | Path, device: torch.device, trust_code: bool = False) -> Restorer:
+    """A Noise2Void or CARE model folder, a stored name, or an image-to-image bioimage.io package."""
+    if is_package(resolve(ref)):
+        model = load_model(ref, device, trust_code=trust_code)
+    else:
+        model = load_restoration(ref, device)
+    if not isinstance(model, (RestorationModel, PackageRestorer)):
+        raise UserError(f"'{Path(str(ref)).name}' holds a segmentation model, which cannot denoise or restore",
+                        "pick a Noise2Void, CARE or image-to-image model")
+    return model
 
 
 def n2v_files_job(files: Sequence[str | Path], out_dir: str | Path, settings: dict[str, Any] | None = None,
                   save_model: str | Path | None = None, axes: str | None = None, device: str = "auto",
-                  tile: int | None = DEFAULT_TILE, token: CancelToken = NEVER) -> Job:
+                  tile: int | None = DEFAULT_TILE, token: CancelToken = NEVER, engine: str | None = None) -> Job:
     """Train Noise2Void on the files themselves, then denoise them; returns the files written.
 
     The model is saved to ``save_model`` when given. A cancel during training
@@ -175,4 +213,5 @@ def n2v_files_job(files: Sequence[str | Path], out_dir: str | Path, settings: di
     result = yield from train_job("n2v", data, settings or {}, out=save_model, device=device, token=token)
     if result.stopped is StopReason.CANCELLED:
         return []
-    return (yield from denoise_files_job(files, out_dir, result.model, axes, tile, tta=True, token=token))
+    return (yield from denoise_files_job(files, out_dir, result.model, axes, tile, tta=True, token=token,
+                                         engine=engine))

@@ -28,6 +28,7 @@ from napari_dlmicro.core.jobs.segment_input import (
 from napari_dlmicro.core.labels.measure import measure_frames
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.devices import resolve_device
@@ -53,6 +54,7 @@ SEGMENT_SETTINGS = (
             "Intensity percentile mapped to 1 before the model"),
     Setting("channel", "Channel", None, int, 0, 255, 1, "Channel to segment with a one-channel model (empty: all)",
             optional=True),
+    ENGINE_SETTING,
 )
 
 
@@ -63,6 +65,9 @@ class SegmentJob:
     ``region`` limits the work to part of the image (the preview): an int
     fixes an axis (one time point, one plane), a slice crops it. ``scale`` is
     the physical pixel size per axis letter, for the measurements.
+    ``engine`` is where the network runs on the CPU (:mod:`...models.engines`);
+    ``trust_code`` allows a bioimage.io package whose only usable weights need
+    its own Python code to run that code.
     """
 
     image: np.ndarray
@@ -77,6 +82,8 @@ class SegmentJob:
     region: dict[str, int | slice] | None = None
     scale: dict[str, float] | None = None
     measure: bool = True
+    engine: str = ENGINE_SETTING.default
+    trust_code: bool = False
 
 
 @dataclass
@@ -114,7 +121,10 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
     notes = check_pixels(data)
     for n in notes:
         yield Notice(n, Level.WARNING)
-    model = job.model if isinstance(job.model, Segmenter) else get_segmenter(job.model, resolve_device(job.device))
+    engine = check_engine(job.engine)
+    model = job.model if isinstance(job.model, Segmenter) else get_segmenter(job.model, resolve_device(job.device),
+                                                                            trust_code=job.trust_code)
+    model.use_engine(engine)
     data = pick_channels(data, axes, given_axes, model, job.channel)
     axes_nc = axes.replace("C", "")
     check_model_fits(data.shape[:-1], axes_nc, model)
@@ -145,15 +155,17 @@ def segment_job(job: SegmentJob, token: CancelToken = NEVER) -> Job:
     for k, unit in enumerate(units):
         token.check()
         frame_key = unit[:frame_axes]
-        if frame_key not in ranges:
+        if frame_key not in ranges and not model.info.normalises:
             frame = data[frame_key] if frame_axes else data
             lo, hi = percentile_range(frame, job.norm_low, job.norm_high, axis=tuple(range(frame.ndim - 1)))
             # one value per channel: the frame may have more axes than the block (a z-stack cut into planes)
             ranges[frame_key] = (lo.reshape(-1), hi.reshape(-1))
-        lo, hi = ranges[frame_key]
         crop = tuple(placement[n_loop:])
         block = data[unit][crop + (slice(None),)]
-        block = normalise_block(block, lo, hi)
+        if model.info.normalises:  # the model's own declared preprocessing takes the raw pixels
+            block = np.asarray(block, np.float32)
+        else:
+            block = normalise_block(block, *ranges[frame_key])
         out_index = tuple(u - placement[i].start for i, u in enumerate(unit))
         gen = model.segment(block, settings, token, job.tile)
         while True:

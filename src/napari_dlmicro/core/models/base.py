@@ -26,6 +26,7 @@ class ModelInfo:
     notes: str = ""
     also_2d: bool = False  # a 3D model that segments 2D images too (Cellpose-SAM)
     class_map: bool = False  # output ids are classes (semantic), not object instances
+    normalises: bool = False  # it applies its own declared preprocessing (bioimage.io): the job passes raw pixels
 
 
 @dataclass
@@ -44,8 +45,9 @@ class Segmenter(ABC):
     ``image`` passed to :meth:`segment` is float32, spatial axes first
     (YX or ZYX) and a trailing channel axis (C=``info.n_channels``), already
     checked and already percentile-normalised by the segmentation job over the
-    whole plane or volume (so tiles and preview crops see the same scale).
-    ``segment`` is a job generator: it yields events (a
+    whole plane or volume (so tiles and preview crops see the same scale);
+    models with ``info.normalises`` get the raw pixels and apply their own
+    declared preprocessing. ``segment`` is a job generator: it yields events (a
     ``Preview`` of labels per finished tile, ``Progress``) and returns the
     label image (int32/uint32, spatial shape of ``image``). Models with
     ``info.class_map`` return a class map instead (0 = background, 1..K-1),
@@ -87,3 +89,10 @@ class Segmenter(ABC):
     def default_settings(self) -> dict[str, float]:
         """The model's own defaults for each of its settings."""
         return {s.name: s.default for s in self.info.settings}
+
+    def use_engine(self, engine: str | None) -> Segmenter:
+        """Run the network on ``engine`` (auto, torch, onnxruntime, openvino) from now on.
+
+        Models whose network has no such choice (Cellpose) keep running as they do.
+        """
+        return self

@@ -23,14 +23,17 @@ def _stamp(ref: str) -> float:
         return 0.0
 
 
-def get_segmenter(ref: str | Path, device: torch.device) -> Segmenter:
-    """A loaded model for ``ref`` on ``device``, reused while its files are unchanged."""
-    key = (str(ref), str(device), _stamp(str(ref)))
+def get_segmenter(ref: str | Path, device: torch.device, trust_code: bool = False) -> Segmenter:
+    """A loaded model for ``ref`` on ``device``, reused while its files are unchanged.
+
+    ``trust_code`` lets a bioimage.io package run its own Python code (see :func:`.loader.load_model`).
+    """
+    key = (str(ref), str(device), _stamp(str(ref)), bool(trust_code))
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    model = load_segmenter(ref, device)
+    model = load_segmenter(ref, device, trust_code=trust_code)
     with _LOCK:
         _CACHE[key] = model
         while len(_CACHE) > KEEP:

@@ -1,4 +1,10 @@
-"""Turn what the user named (catalogue name, stored name, folder, file) into a loaded model of the right kind."""
+"""Turn what the user named (catalogue name, stored name, folder, file, bioimage.io package) into a loaded model of
+the right kind.
+
+A bioimage.io package (a zip, its folder or YAML, a zoo id or DOI) runs as one of
+our kinds (:mod:`.bioimageio.load`); packages whose only runnable weights need
+their own Python code load only with ``trust_code``.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -8,10 +14,11 @@ import torch
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import Segmenter
+from napari_dlmicro.core.models.bioimageio.sources import is_package
 from napari_dlmicro.core.models.catalogue import CATALOGUE, pretrained_folder
 from napari_dlmicro.core.models.folder import read_config
 from napari_dlmicro.core.models.paths import store_dir
-from napari_dlmicro.core.models.registry import KINDS, Task, get_kind
+from napari_dlmicro.core.models.registry import KINDS, Task, get_kind, load_package, package_kind
 from napari_dlmicro.core.models.stardist.folder import is_official_folder, stardist_defaults
 
 
@@ -26,8 +33,17 @@ def resolve(ref: str | Path) -> str | Path:
     return path
 
 
+def _is_package(ref: str | Path) -> bool:
+    """True for a bioimage.io package: a catalogue or stored model's name never is one."""
+    target = resolve(ref)
+    return not isinstance(target, str) and is_package(target)
+
+
 def kind_of(ref: str | Path) -> str:
-    """The kind of model ``ref`` names: from the catalogue, a weights file (Cellpose), or a folder's config."""
+    """The kind of model ``ref`` names: from the catalogue, a bioimage.io package, a weights file (Cellpose), or a
+    folder's config."""
+    if _is_package(ref):
+        return package_kind(resolve(ref))
     ref = resolve(ref)
     if isinstance(ref, str):
         return CATALOGUE[ref].kind
@@ -36,7 +52,8 @@ def kind_of(ref: str | Path) -> str:
     if not ref.is_dir():
         names = ", ".join(CATALOGUE)
         raise UserError(f"no model called '{ref}'",
-                        f"use a catalogue name ({names}), a stored model, or a model folder")
+                        f"use a catalogue name ({names}), a stored model, a model folder "
+                        "or a bioimage.io package")
     if is_official_folder(ref):
         return "stardist"  # an official StarDist folder: its config names no kind
     kind = str(read_config(ref).get("kind") or "unknown")
@@ -46,8 +63,14 @@ def kind_of(ref: str | Path) -> str:
     return kind
 
 
-def load_model(ref: str | Path, device: torch.device | None = None):
-    """Load any model (segmenter or restoration model) by catalogue name, stored name, folder or file."""
+def load_model(ref: str | Path, device: torch.device | None = None, trust_code: bool = False):
+    """Load any model (segmenter or restoration model) by catalogue name, stored name, folder, file or package.
+
+    ``trust_code`` lets a bioimage.io package whose only runnable weights are a torch
+    state dict run the Python code that builds its network.
+    """
+    if _is_package(ref):
+        return load_package(resolve(ref), device or torch.device("cpu"), trust_code=trust_code)
     kind = get_kind(kind_of(ref))
     target = resolve(ref)
     if kind.name == "cellpose" and isinstance(target, Path) and target.is_dir():
@@ -57,13 +80,13 @@ def load_model(ref: str | Path, device: torch.device | None = None):
     return kind.loader()(target, device or torch.device("cpu"))
 
 
-def load_segmenter(ref: str | Path, device: torch.device | None = None) -> Segmenter:
+def load_segmenter(ref: str | Path, device: torch.device | None = None, trust_code: bool = False) -> Segmenter:
     """Load a segmentation model; a model of another kind is a clear error."""
     kind = get_kind(kind_of(ref))
     if kind.task is not Task.SEGMENT:
         raise UserError(f"'{Path(str(ref)).name}' holds a {kind.title} model, which cannot segment",
                         "pick a StarDist, Cellpose or semantic model for segmentation")
-    return load_model(ref, device)
+    return load_model(ref, device, trust_code=trust_code)
 
 
 def model_defaults(ref: str | Path) -> dict[str, float]:
@@ -73,6 +96,8 @@ def model_defaults(ref: str | Path) -> dict[str, float]:
     except UserError:
         return {}
     own = {s.name: s.default for s in kind.predict_settings}
+    if _is_package(ref):
+        return own  # a package's own values are known once it is loaded
     target = resolve(ref)
     folder = pretrained_folder(CATALOGUE[target]) if isinstance(target, str) and kind.name == "stardist" else target
     if kind.name == "stardist" and isinstance(folder, Path) and folder.is_dir():

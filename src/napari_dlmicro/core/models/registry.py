@@ -120,6 +120,22 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 )}
 
 
+# bioimage.io packages are a source of models, not a kind: each runs as one of the kinds above. Named like the
+# kinds' loaders, so that listing kinds never imports bioimageio.spec (seconds to import).
+PACKAGE_KIND = f"{_M}.bioimageio.load:kind_of_package"  # called as function(reference) -> a kind's name
+PACKAGE_LOAD = f"{_M}.bioimageio.load:load_package"  # called as function(reference, device, trust_code=)
+
+
+def package_kind(ref: Any) -> str:
+    """The kind a bioimage.io package runs as (it is opened, and downloaded once if it is a zoo id)."""
+    return _resolve(PACKAGE_KIND)(ref)
+
+
+def load_package(ref: Any, device: Any, trust_code: bool = False) -> Any:
+    """A bioimage.io package as a segmenter or a restorer (see :mod:`.bioimageio.load`)."""
+    return _resolve(PACKAGE_LOAD)(ref, device, trust_code=trust_code)
+
+
 def get_kind(name: str) -> Kind:
     """The kind called ``name``, or a clear error listing the kinds there are."""
     try:

@@ -128,7 +128,6 @@ class BlurPool(nn.Module):
         self.register_buffer("taps", torch.tensor([0.25, 0.5, 0.25]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
         for axis, p in enumerate(self.pool):
             if p == 1:
                 continue
@@ -143,13 +142,16 @@ class BlurPool(nn.Module):
             x = torch.maximum(x, nxt)
             shape = [1] * self.ndim
             shape[axis] = 3
-            kernel = self.taps.to(x.dtype).view(1, 1, *shape).expand(c, 1, *shape)
             stride = [1] * self.ndim
             stride[axis] = 2
             n = x.shape[dim]
             x = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)  # replicate the edges
+            # every channel blurred alike: fold the channels into the batch, so the kernel's shape is fixed
+            # (an ONNX export with dynamic sizes refuses a depthwise kernel built from the traced channel count)
             conv = F.conv2d if self.ndim == 2 else F.conv3d
-            x = conv(x, kernel, stride=tuple(stride), groups=c)
+            y = conv(x.reshape((-1, 1) + tuple(x.shape[2:])), self.taps.to(x.dtype).view(1, 1, *shape),
+                     stride=tuple(stride))
+            x = y.reshape((x.shape[0], x.shape[1]) + tuple(y.shape[2:]))
         return x
 
 

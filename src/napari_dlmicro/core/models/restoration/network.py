@@ -17,6 +17,8 @@ from torch import nn
 
 from napari_dlmicro.core.data.normalize import percentile_range
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.models.engines.choice import TORCH
+from napari_dlmicro.core.models.engines.runner import NetRunner, torch_runner, with_engine
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
 from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
@@ -53,10 +55,28 @@ def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, 
 
 @dataclass
 class RestorationModel:
-    """A trained (or training) restoration network and its configuration."""
+    """A trained (or training) restoration network and its configuration.
+
+    ``runner`` runs the network on the engine chosen with :meth:`use_engine`
+    (None: torch, as the training loop needs it).
+    """
 
     net: RestorationNet
     config: dict[str, Any] = field(default_factory=dict)
+    runner: NetRunner | None = field(default=None, repr=False, compare=False)
+
+    def use_engine(self, engine: str | None) -> RestorationModel:
+        """Run the network on ``engine`` from now on (auto, torch, onnxruntime, openvino; see :mod:`..engines`)."""
+        current = self.runner or torch_runner(self.net, self._torch_forward)
+        self.runner = with_engine(current, engine)
+        return self
+
+    def _torch_forward(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray]:
+        t = torch.from_numpy(x).to(self.device)
+        if t.ndim == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device), cancellable_forward(self.net, token):
+            return (self.net.eval()(t).float().cpu().numpy(),)
 
     @property
     def kind(self) -> str:
@@ -162,16 +182,19 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
     if use_channels_last and t.ndim == 4:
         t = t.contiguous(memory_format=torch.channels_last)
     model.net.eval()
+    net = model.net
+    if model.runner is not None and model.runner.choice != TORCH:  # the one place another engine steps in
+        net = lambda v: torch.from_numpy(model.runner(v.contiguous().cpu().numpy(), token)[0]).to(v.device)
     with torch.inference_mode(), autocast(device), cancellable_forward(model.net, token):
         if not tta:
-            out = model.net(t).float()
+            out = net(t).float()
         else:
             acc, n = torch.zeros_like(t[:, :1].expand(-1, model.config["n_out"], *t.shape[2:])).float(), 0
             for k in range(4):
                 for flip in (False, True):
                     v = torch.rot90(t, k, dims=(-2, -1))
                     v = torch.flip(v, dims=(-1,)) if flip else v
-                    y = model.net(v).float()
+                    y = net(v).float()
                     y = torch.flip(y, dims=(-1,)) if flip else y
                     acc += torch.rot90(y, -k, dims=(-2, -1))
                     n += 1

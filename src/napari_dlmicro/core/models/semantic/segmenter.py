@@ -19,6 +19,7 @@ import torch
 from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
+from napari_dlmicro.core.models.engines.runner import torch_runner, with_engine
 from napari_dlmicro.core.models.semantic.network import SemanticModel, load_semantic
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
@@ -26,6 +27,14 @@ from napari_dlmicro.core.runtime.events import Job, Preview, ProgressClock
 from napari_dlmicro.core.runtime.oom import forward_or_shrink
 
 MIN_TILE = 64  # the smallest tile tried after the GPU runs out of memory
+
+
+def classes_of(scores: np.ndarray) -> np.ndarray:
+    """The class map (uint8) of per-class scores (C, spatial...): the best class, or, for one foreground
+    probability, class 1 where it exceeds one half."""
+    if scores.shape[0] == 1:
+        return (scores[0] > 0.5).astype(np.uint8)
+    return scores.argmax(0).astype(np.uint8)
 
 
 class SemanticSegmenter(Segmenter):
@@ -36,6 +45,7 @@ class SemanticSegmenter(Segmenter):
         self.net = model.net.eval()
         self.device = torch.device(device or "cpu")
         self.net.to(self.device)
+        self.runner = torch_runner(self.net, self._torch_forward, ("logits",))
         c = self.net.unet_config
         self.info = ModelInfo(
             name=model.name, kind="semantic", spatial_ndim=c.ndim, n_channels=c.in_channels, source=source,
@@ -60,13 +70,21 @@ class SemanticSegmenter(Segmenter):
             return plan_tiles(shape, None, self.margin, div)
         return plan_tiles(shape, tuple(tile + 2 * m for m in self.margin), self.margin, div)
 
-    @torch.inference_mode()
+    def use_engine(self, engine: str | None) -> SemanticSegmenter:
+        """Run the network on ``engine`` from now on (auto, torch, onnxruntime, openvino; see :mod:`..engines`)."""
+        self.runner = with_engine(self.runner, engine)
+        return self
+
     def forward(self, x: np.ndarray, token: CancelToken = NEVER) -> np.ndarray:
         """Class of every pixel of one (spatial..., C) array whose sizes the network divides."""
-        t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None])).to(self.device)
+        (scores,) = self.runner(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None]), token)
+        return classes_of(scores[0])
+
+    @torch.inference_mode()
+    def _torch_forward(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray]:
         with autocast(self.device), cancellable_forward(self.net, token):
-            logits = self.net(t)
-        return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+            logits = self.net(torch.from_numpy(x).to(self.device))
+        return (logits.float().cpu().numpy(),)
 
     def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int,
                       token: CancelToken = NEVER) -> Job:

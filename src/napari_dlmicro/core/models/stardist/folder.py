@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from stardist.rays3d import rays_from_json
+from stardist import rays3d
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.catalogue import CATALOGUE, fetch_pretrained
@@ -68,10 +68,25 @@ def net_config_from_official(cfg: dict[str, Any]) -> StarDistNetConfig:
                         "use the config.json that was saved with the model") from None
 
 
-def _rays(cfg: dict[str, Any]):
-    if "rays_json" not in cfg:
+def rays_of(cfg: dict[str, Any]):
+    """The rays of a 3D config, built by name from stardist's ray classes.
+
+    (stardist's own ``rays_from_json`` evaluates the name as Python, which a config
+    from a download must never get to do.)
+    """
+    rays = cfg.get("rays_json")
+    if not isinstance(rays, dict):
         raise UserError("this 3D StarDist config has no 'rays_json' entry", "use the config.json saved with the model")
-    return rays_from_json(cfg["rays_json"])
+    name, kwargs = rays.get("name"), rays.get("kwargs") or {}
+    known = {n for n in dir(rays3d) if n.startswith("Rays_") and n != "Rays_Base"}
+    if name not in known or not isinstance(kwargs, dict):
+        raise UserError(f"this 3D StarDist config names rays '{name}', which StarDist does not define",
+                        f"use a config.json whose rays are one of {', '.join(sorted(known))}")
+    try:
+        return getattr(rays3d, name)(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"the rays of this 3D StarDist config are malformed ({exc})",
+                        "use the config.json saved with the model") from None
 
 
 def load_official(folder: Path, device: torch.device, name: str | None = None) -> StarDistSegmenter:
@@ -89,7 +104,7 @@ def load_official(folder: Path, device: torch.device, name: str | None = None) -
         source=str(folder),
         prob_thresh=float(thresholds.get("prob", 0.5)),
         nms_thresh=float(thresholds.get("nms", 0.4)),
-        rays=_rays(cfg) if net.config.ndim == 3 else None,
+        rays=rays_of(cfg) if net.config.ndim == 3 else None,
         device=device,
         extra={"axes": cfg.get("axes")},
     )
@@ -111,7 +126,7 @@ def load_ours(folder: Path, device: torch.device, cfg: dict | None = None) -> St
         source=str(folder),
         prob_thresh=float(th.get("prob", 0.5)),
         nms_thresh=float(th.get("nms", 0.4)),
-        rays=_rays(cfg) if net.config.ndim == 3 else None,
+        rays=rays_of(cfg) if net.config.ndim == 3 else None,
         device=device,
         extra=cfg,
         seed_border=int(cfg.get("seed_border", BORDER)),  # saved before it was a setting: StarDist's

@@ -21,6 +21,7 @@ import torch
 
 from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
 from napari_dlmicro.core.models.base import ModelInfo, ObjectLabels, Segmenter
+from napari_dlmicro.core.models.engines.runner import torch_runner, with_engine
 from napari_dlmicro.core.models.stardist.geometry import nms_objects, nms_render
 from napari_dlmicro.core.models.stardist.network import StarDistNet
 from napari_dlmicro.core.models.stardist.settings import stardist_settings
@@ -91,6 +92,7 @@ class StarDistSegmenter(Segmenter):
         if device is not None:
             self.to(device)
         c = net.config
+        self.runner = torch_runner(self.net, self._torch_forward, ("prob", "dist"))
         self.info = ModelInfo(
             name=name,
             kind="stardist",
@@ -142,14 +144,20 @@ class StarDistSegmenter(Segmenter):
             return averaged_forward(once, x, views, tuple(c.grid), tuple(c.div_by), c.n_rays, token.check)
         return once(x)
 
-    @torch.inference_mode()
+    def use_engine(self, engine: str | None) -> StarDistSegmenter:
+        """Run the network on ``engine`` from now on (auto, torch, onnxruntime, openvino; see :mod:`..engines`)."""
+        self.runner = with_engine(self.runner, engine)
+        return self
+
     def _forward_once(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray, np.ndarray]:
-        t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None])).to(self.device)
+        prob, dist = self.runner(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None]), token)
+        return prob[0, 0], np.moveaxis(dist[0], 0, -1)
+
+    @torch.inference_mode()
+    def _torch_forward(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray, np.ndarray]:
         with autocast(self.device), cancellable_forward(self.net, token):
-            prob, dist = self.net(t)
-        prob = prob[0, 0].float().cpu().numpy()
-        dist = np.moveaxis(dist[0].float().cpu().numpy(), 0, -1)
-        return prob, dist
+            prob, dist = self.net(torch.from_numpy(x).to(self.device))
+        return prob.float().cpu().numpy(), dist.float().cpu().numpy()
 
     def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, views: int = 1,
                       token: CancelToken = NEVER) -> Job:
@@ -281,5 +289,5 @@ def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, s
 def _fingerprint(image: np.ndarray, tile, model: StarDistSegmenter) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(np.ascontiguousarray(image).data)
-    h.update(repr((image.shape, tile, id(model.net), str(model.device))).encode())
+    h.update(repr((image.shape, tile, id(model.net), str(model.device), model.runner.choice)).encode())
     return h.hexdigest()
