@@ -14,6 +14,14 @@ def _engines_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _engines_as_headless():
+    """Each test starts as a headless process would: every engine allowed (a dock keeps OpenVINO out again)."""
+    from napari_dlmicro.core.models.engines import choice
+
+    choice._IN_NAPARI["yes"] = False
+
+
+@pytest.fixture(autouse=True)
 def _private_user_dirs(tmp_path, monkeypatch, _engines_dir):
     """Keep every test away from the user's real settings, store and cache."""
     monkeypatch.setenv("DLMICRO_MODELS", str(tmp_path / "store"))

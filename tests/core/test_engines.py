@@ -15,7 +15,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.jobs.segment import segment
 from napari_dlmicro.core.models.cache import get_segmenter
-from napari_dlmicro.core.models.engines import auto
+from napari_dlmicro.core.models.engines import auto, choice
 from napari_dlmicro.core.models.engines.backends import OpenVinoBackend
 from napari_dlmicro.core.models.engines.choice import check_engine
 from napari_dlmicro.core.models.engines.onnx_export import cached_onnx
@@ -168,3 +168,13 @@ def test_networks_differing_only_in_settings_without_weights_are_not_mixed_up(tm
         reference = denoise(x, model, engine="torch")
         np.testing.assert_allclose(denoise(x, model, engine="onnxruntime"), reference, atol=1e-5)
     assert len(list((tmp_path / "engines").glob("*.onnx"))) == 2
+
+
+def test_inside_napari_openvino_is_neither_offered_nor_chosen():
+    """The docks keep OpenVINO out of napari's process: it crashed it there; headless it stays available."""
+    assert "openvino" in choice.engine_choices()
+    choice.keep_out_of_napari()
+    assert "openvino" not in choice.engine_choices() and "openvino" not in choice.cpu_engines()
+    with pytest.raises(UserError, match="command"):
+        choice.check_engine("openvino")
+    assert choice.check_engine("auto") == "auto"

@@ -7,7 +7,7 @@ from typing import Any
 from psygnal import evented
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine, engine_choices
 from napari_dlmicro.core.models.registry import Task, get_kind, kinds
 from napari_dlmicro.core.models.restoration.settings import TrainSettings
 from napari_dlmicro.core.preferences import load_settings, save_settings
@@ -69,7 +69,7 @@ class DenoiseState:
 
     def apply_engine(self) -> str:
         """The engine "Apply" runs on, checked."""
-        return ENGINE_SETTING.check(self.engine)
+        return check_engine(ENGINE_SETTING.check(self.engine))
 
     def remember(self) -> None:
         """Save the form for the next session."""
@@ -82,7 +82,7 @@ class DenoiseState:
         if kind in RESTORING_KINDS:
             self.kind = kind
             self.name = f"{kind}_model"
-        if saved.get("engine") in ENGINES:
+        if saved.get("engine") in engine_choices():
             self.engine = str(saved["engine"])
         values = saved.get("values")
         self.values.set_specs(get_kind(self.kind).train_settings, values if isinstance(values, dict) else None)

@@ -12,7 +12,7 @@ from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.jobs.blockwise_segment import BlockwiseSegmentJob
 from napari_dlmicro.core.jobs.segment import SEGMENT_SETTINGS, SegmentJob
-from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine, engine_choices
 from napari_dlmicro.core.models.loader import kind_of, model_defaults
 from napari_dlmicro.core.models.registry import Task, get_kind
 from napari_dlmicro.core.preferences import load_settings, save_settings
@@ -95,7 +95,7 @@ class SegmentationState:
     def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None) -> SegmentJob:
         """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
         prediction = self.prediction()
-        engine = ENGINE_SETTING.check(self.engine)
+        engine = check_engine(ENGINE_SETTING.check(self.engine))
         axes = self.axes.strip().upper() or None
         spatial = [a for a in (axes or "") if a in "ZYX"]
         scale = dict(zip(spatial, tuple(layer_scale)[-len(spatial):])) if spatial and len(layer_scale) else None
@@ -127,7 +127,7 @@ class SegmentationState:
             self.tile = int(saved.get("tile", self.tile))
             self.device = str(saved.get("device", self.device))
             engine = str(saved.get("engine", self.engine))
-            self.engine = engine if engine in ENGINES else self.engine
+            self.engine = engine if engine in engine_choices() else self.engine
             self.live = bool(saved.get("live", False))
             self.blockwise.restore(saved.get("blockwise") or {})
         except (TypeError, ValueError):

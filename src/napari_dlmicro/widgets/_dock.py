@@ -14,6 +14,7 @@ import psygnal.qt
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
+from napari_dlmicro.core.models.engines.choice import keep_out_of_napari
 from napari_dlmicro.core.models.store import STORE_EVENTS
 from napari_dlmicro.workers import JobHandle
 
@@ -27,6 +28,7 @@ class DockPanel(QScrollArea):
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        keep_out_of_napari()
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -14,7 +14,7 @@ from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.io.files import tiff_files
 from napari_dlmicro.core.jobs.denoise import apply_job, denoise_files_job
 from napari_dlmicro.core.jobs.train import read_training_data, train_job
-from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, engine_choices
 from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.models.restoration.network import load_restoration
 from napari_dlmicro.core.models.restoration.train import RestorationData
@@ -80,7 +80,7 @@ class DenoiseWidget(DockPanel):
         self.exporter = ModelExporter(self, self._chosen_model, "Denoising", self.status.setText)
         apply_form.addRow(self.exporter.button)
         self.engine_combo = QComboBox(toolTip=ENGINE_SETTING.help)
-        self.engine_combo.addItems(ENGINES)
+        self.engine_combo.addItems(engine_choices())
         apply_form.addRow("engine", bind(self.form.state, "engine", self.engine_combo))
         apply_form.addRow("ground truth", self.truth)
         apply_row = QHBoxLayout()

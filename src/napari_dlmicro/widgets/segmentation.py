@@ -31,7 +31,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.segment import SegmentJob, SegmentResult, segment_job
 from napari_dlmicro.core.labels.measure import write_csv
 from napari_dlmicro.core.models.catalogue import CATALOGUE
-from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, ENGINES
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, engine_choices
 from napari_dlmicro.core.models.registry import Task, kinds
 from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime import offload
@@ -121,7 +121,7 @@ class SegmentationWidget(DockPanel):
         self.device_combo.addItems(DEVICE_CHOICES)
         form.addRow("Device", bind(s, "device", self.device_combo))
         self.engine_combo = QComboBox(toolTip=ENGINE_SETTING.help)
-        self.engine_combo.addItems(ENGINES)
+        self.engine_combo.addItems(engine_choices())
         form.addRow("Engine", bind(s, "engine", self.engine_combo))
         self.live_check = bind(s, "live", QCheckBox("Live preview of the view",
                                                     toolTip="Re-segment what is in view when you pan, zoom or "

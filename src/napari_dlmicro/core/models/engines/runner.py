@@ -59,7 +59,7 @@ class NetRunner:
         if engine == AUTO:
             key = auto.decision_key(architecture_signature(self.net), x.shape[2:], torch.get_num_threads())
             engine = auto.remembered(key)
-            if engine is None:
+            if engine is None or engine not in cpu_engines():  # never measured, or not allowed in this process
                 return self._measure(key, x, token)
         self.last_engine = engine
         return self._run(engine, x, token)
