@@ -1,9 +1,11 @@
 """The image-to-image model shared by Noise2Void and CARE: network, folder, prediction.
 
 The network is the shared U-Net with a 1x1 convolution head (and, for CARE,
-a residual connection from input to output). A :class:`RestorationModel`
-bundles the network with its ``config.json`` dictionary, which holds the
-normalisation, so that prediction maps pixels back into the input's units.
+a residual connection from input to output); a CARE super-resolution network
+ends in an upsampling head instead (:mod:`.upsample`). A
+:class:`RestorationModel` bundles the network with its ``config.json``
+dictionary, which holds the normalisation, so that prediction maps pixels
+back into the target's units, and the upsampling factors.
 """
 from __future__ import annotations
 
@@ -17,33 +19,46 @@ from torch import nn
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
+from napari_dlmicro.core.models.paths import store_dir
+from napari_dlmicro.core.models.restoration import intensity, upsample
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
+from napari_dlmicro.core.runtime.devices import autocast
 
 KINDS = ("n2v", "care")
 VERSION = 1
 
 
 class RestorationNet(nn.Module):
-    """U-Net body, a 1x1 convolution to ``n_out`` channels, optional residual."""
+    """U-Net body, a 1x1 convolution to ``n_out`` channels (or an upsampling head), optional residual.
 
-    def __init__(self, unet: UNetConfig, n_out: int, residual: bool) -> None:
+    With ``factors`` above 1 the output is that many times larger along each
+    spatial axis, and the residual is the input interpolated to that size.
+    """
+
+    def __init__(self, unet: UNetConfig, n_out: int, residual: bool, factors: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.body = UNet(unet)
-        self.head = conv_nd(unet.ndim)(unet.filters, n_out, 1)
+        self.factors = tuple(int(f) for f in factors) if factors and any(f > 1 for f in factors) else None
+        self.head = (conv_nd(unet.ndim)(unet.filters, n_out, 1) if self.factors is None
+                     else upsample.Upsampler(unet.ndim, unet.filters, n_out, self.factors))
         self.residual = bool(residual and unet.in_channels == n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.body(x))
-        return y + x if self.residual else y
+        if not self.residual:
+            return y
+        return y + (x if self.factors is None else upsample.interpolate(x, self.factors))
 
 
-def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, n2v2: bool = False) -> UNetConfig:
+def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, n2v2: bool = False,
+                 pool: tuple[int, ...] | None = None) -> UNetConfig:
     """The U-Net used for denoising unless asked otherwise.
 
-    ``n2v2`` selects the N2V2 layout: max-blur-pooling and no top-level skip.
+    ``n2v2`` selects the N2V2 layout: max-blur-pooling and no top-level skip;
+    ``pool`` the pooling factor per axis (2 along each by default).
     """
     return UNetConfig(ndim=ndim, in_channels=n_channels, depth=depth, filters=filters,
-                      pool=(2,) * ndim, act="relu", last_act="relu",
+                      pool=tuple(pool or (2,) * ndim), act="relu", last_act="relu",
                       pool_mode="blur" if n2v2 else "max", top_skip=not n2v2)
 
 
@@ -71,43 +86,53 @@ class RestorationModel:
         return UNetConfig.from_dict(self.config["unet"]).div_by
 
     @property
+    def factors(self) -> tuple[int, ...]:
+        """How many times larger the output is than the input along each spatial axis (1s: same size)."""
+        up = self.config.get("upsample")
+        return tuple(int(f) for f in up["factors"]) if up else (1,) * self.ndim
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     def input_range(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``lo, hi`` used to normalise ``sample`` (C, *spatial)."""
-        norm = self.config["normalization"]
-        if norm.get("input_mode") == "per_image":
-            from napari_dlmicro.core.data.normalize import percentile_range
-
-            lo, hi = percentile_range(sample, *norm["percentiles"], axis=tuple(range(1, sample.ndim)))
-            return lo.reshape(-1), hi.reshape(-1)
-        return np.asarray(norm["input"]["low"], np.float32), np.asarray(norm["input"]["high"], np.float32)
+        return intensity.input_range(self.config["normalization"], sample)
 
     def output_range(self, in_lo: np.ndarray, in_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``lo, hi`` that map the network output back to pixel units."""
-        target = self.config["normalization"].get("target")
-        if target is None:
-            return in_lo, in_hi
-        return np.asarray(target["low"], np.float32), np.asarray(target["high"], np.float32)
+        return intensity.output_range(self.config["normalization"], in_lo, in_hi)
 
 
 def build_model(kind: str, ndim: int, n_channels: int, depth: int = 2, filters: int = 32,
-                extra: dict[str, Any] | None = None, n2v2: bool = False) -> RestorationModel:
-    """A fresh, untrained model of ``kind`` ('n2v' or 'care'); ``n2v2`` picks the N2V2 network layout."""
+                extra: dict[str, Any] | None = None, n2v2: bool = False,
+                factors: tuple[int, ...] | None = None) -> RestorationModel:
+    """A fresh, untrained model of ``kind`` ('n2v' or 'care').
+
+    ``n2v2`` picks the N2V2 network layout; ``factors`` (CARE) how many times
+    larger the output is along each spatial axis. A stack upsampled along Z
+    pools only in-plane: its Z is the coarse axis already.
+    """
     if kind not in KINDS:
         raise UserError(f"unknown restoration model kind '{kind}'", f"use one of {', '.join(KINDS)}")
-    unet = default_unet(ndim, n_channels, depth, filters, n2v2)
+    spatial = "ZYX"[3 - ndim:]
+    grown = upsample.factor_axes(factors or (), spatial)
+    pool = (1, 2, 2) if grown == "Z" else None
+    unet = default_unet(ndim, n_channels, depth, filters, n2v2, pool)
     residual = kind == "care"
     config = {"kind": kind, "version": VERSION, "unet": unet.to_dict(), "n_out": n_channels,
-              "residual": residual, "axes": "ZYX"[3 - ndim:], **(extra or {})}
-    return RestorationModel(RestorationNet(unet, n_channels, residual), config)
+              "residual": residual, "axes": spatial, **(extra or {})}
+    if grown:
+        config["upsample"] = {"factors": [int(f) for f in factors], "axes": grown}
+    return RestorationModel(RestorationNet(unet, n_channels, residual, factors if grown else None), config)
 
 
 def net_from_config(config: dict[str, Any]) -> RestorationNet:
     """A fresh network of the shape that ``config`` describes (weights untrained)."""
     unet = UNetConfig.from_dict(config["unet"])
-    return RestorationNet(unet, int(config.get("n_out", unet.in_channels)), bool(config.get("residual")))
+    up = config.get("upsample")
+    return RestorationNet(unet, int(config.get("n_out", unet.in_channels)), bool(config.get("residual")),
+                          tuple(up["factors"]) if up else None)
 
 
 def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
@@ -118,11 +143,8 @@ def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
 def load_restoration(folder: str | Path, device: torch.device | None = None) -> RestorationModel:
     """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
     folder = Path(folder).expanduser()
-    if not folder.exists():
-        from napari_dlmicro.core.models.paths import store_dir
-
-        if (store_dir() / str(folder)).is_dir():
-            folder = store_dir() / str(folder)
+    if not folder.exists() and (store_dir() / str(folder)).is_dir():
+        folder = store_dir() / str(folder)
     if folder.is_file():
         raise UserError(f"'{folder.name}' is a file, not a model folder",
                         "pick the folder that holds config.json and weights.safetensors")
@@ -151,8 +173,6 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
     ``tta`` averages the predictions of the flipped and rotated YX plane
     (eight views on square tiles, two otherwise), which lowers the residual noise.
     """
-    from napari_dlmicro.core.runtime.devices import autocast
-
     device = model.device
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
     if use_channels_last and t.ndim == 4:
@@ -163,14 +183,15 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
             out = model.net(t).float()
         else:
             square = t.shape[-1] == t.shape[-2]
-            acc, n = torch.zeros_like(t[:, :1].expand(-1, model.config["n_out"], *t.shape[2:])).float(), 0
+            acc, n = None, 0
             for k in range(4 if square else 1):
                 for flip in (False, True):
                     v = torch.rot90(t, k, dims=(-2, -1))
                     v = torch.flip(v, dims=(-1,)) if flip else v
                     y = model.net(v).float()
                     y = torch.flip(y, dims=(-1,)) if flip else y
-                    acc += torch.rot90(y, -k, dims=(-2, -1))
+                    y = torch.rot90(y, -k, dims=(-2, -1))
+                    acc = y if acc is None else acc + y
                     n += 1
             out = acc / n
     return out[0].cpu().numpy()

@@ -1,10 +1,17 @@
-"""Applying a Noise2Void or CARE network to one sample, tile by tile, in the input's units."""
+"""Applying a Noise2Void or CARE network to one sample, tile by tile, in the target's units.
+
+Tiles overlap by a margin that is cut off again, so every kept pixel saw the
+same context as it would in one piece. An upsampling model's tiles are planned
+on the input; each one's output, and the part of it that is kept, is the
+factor larger.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from napari_dlmicro.core.data.tiling import pad_to_multiple, plan_tiles
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.models.restoration import upsample
 from napari_dlmicro.core.models.restoration.network import RestorationModel, predict_tile
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.events import Job, ProgressClock
@@ -19,15 +26,33 @@ def tiles_of(model: RestorationModel, spatial_shape: tuple[int, ...], tile: int 
     return len(plan_tiles(spatial_shape, tile, 0, model.div_by))
 
 
+def output_shape(model: RestorationModel, spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The spatial shape of the model's output for an input of ``spatial_shape``."""
+    return tuple(int(n) * f for n, f in zip(spatial_shape, model.factors))
+
+
+def check_sample(model: RestorationModel, spatial_shape: tuple[int, ...]) -> None:
+    """Refuse a sample the model cannot restore: a stack too thin for a model that upsamples along Z."""
+    if model.config.get("upsample", {}).get("axes") == "Z":
+        upsample.check_planes(int(spatial_shape[0]))
+
+
+def _scaled(region: tuple[slice, ...], factors: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(r.start * f, r.stop * f) for r, f in zip(region, factors))
+
+
 def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None = DEFAULT_TILE,
                    tta: bool = False, token: CancelToken = NEVER, clock: ProgressClock | None = None,
                    done: int = 0) -> Job:
-    """Restore one (C, *spatial) sample in overlapping tiles; returns it in the input's units.
+    """Restore one (C, *spatial) sample in overlapping tiles; returns it in the target's units.
 
     Yields a :class:`Progress` per tile (on ``clock``, counting on from ``done``).
     Out of memory on a GPU, the tile size is halved and the sample retried.
-    NaN pixels of the input stay NaN in the output.
+    NaN pixels of the input stay NaN in the output (every pixel they cover, for
+    an upsampling model, whose output is the factor larger).
     """
+    check_sample(model, sample.shape[1:])
+    factors = model.factors
     lo, hi = model.input_range(sample)
     out_lo, out_hi = model.output_range(lo, hi)
     shape = (-1,) + (1,) * (sample.ndim - 1)
@@ -40,13 +65,13 @@ def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None
     while True:
         try:
             tiles = plan_tiles(x.shape[1:], tile, margin, div)
-            out = np.empty((model.config.get("n_out", x.shape[0]),) + x.shape[1:], np.float32)
+            out = np.empty((model.config.get("n_out", x.shape[0]),) + output_shape(model, x.shape[1:]), np.float32)
             for i, t in enumerate(tiles):
                 token.check()
                 src = np.moveaxis(x[(slice(None),) + t.src], 0, -1)
                 padded = np.moveaxis(pad_to_multiple(src, div), -1, 0)
                 y = predict_tile(model, padded, tta=tta)
-                out[(slice(None),) + t.core] = y[(slice(None),) + t.core_in_src]
+                out[(slice(None),) + _scaled(t.core, factors)] = y[(slice(None),) + _scaled(t.core_in_src, factors)]
                 yield clock.tick(min(done + i + 1, clock.total), f"tile {i + 1}/{len(tiles)}")
             break
         except RuntimeError as exc:
@@ -59,6 +84,8 @@ def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None
                                 "use the CPU (device cpu), or close other programs using the GPU") from None
             tile = current // 2
     out = out * (out_hi - out_lo).reshape(shape) + out_lo.reshape(shape)
-    if bad.any() and out.shape == sample.shape:
+    if bad.any() and out.shape[0] == sample.shape[0]:
+        for axis, f in enumerate(factors):
+            bad = np.repeat(bad, f, axis=axis + 1) if f > 1 else bad
         out[bad] = np.nan
     return out

@@ -60,6 +60,12 @@ class TrainSettings:
     # CARE, 1 minute on half the sample, held-out half: 30.56 and 30.55 dB, against 30.38 and 30.54 in fp32
     cpu_bf16: bool = True
     fp32_tail: float = 0.3
+    # CARE only (never saved with an N2V model)
+    intensity: str = "relative"  # see restoration.intensity
+    loss: str = "l1"  # "l1" | "l2"
+    focus: float = 0.0  # fraction of patches drawn where the target has structure
+    intensity_augment: bool = False  # scale input and target alike by 0.5-2x (absolute intensity only)
+    upsample: int = 1  # the target is this many times larger (YX, or Z for stacks)
 
     @property
     def start_lr(self) -> float:
@@ -74,13 +80,13 @@ class TrainSettings:
     def saved(self) -> dict:
         """The settings this kind uses, as saved with the model (N2V's masking is not CARE's business)."""
         own = {k: v for k, v in vars(self).items() if k not in ("device",)}
-        if self.kind != "n2v":
-            for key in N2V_ONLY:
-                own.pop(key, None)
+        for key in N2V_ONLY if self.kind != "n2v" else CARE_ONLY:
+            own.pop(key, None)
         return own
 
 
 N2V_ONLY = ("strategy", "mask_fraction", "sealed", "n2v2_net")
+CARE_ONLY = ("intensity", "loss", "focus", "intensity_augment", "upsample")
 
 
 def _shared(f: type) -> tuple[Setting, ...]:
@@ -117,4 +123,15 @@ N2V_TRAIN_SETTINGS = _shared(TrainSettings) + (
                maximum=0.5, step=0.01),
     from_field(TrainSettings, "n2v2_net", "N2V2 network", "Blur-pool U-Net without its top skip connection."),
 )
-CARE_TRAIN_SETTINGS = _shared(TrainSettings)
+CARE_TRAIN_SETTINGS = _shared(TrainSettings) + (
+    from_field(TrainSettings, "upsample", "Upsampling", "Super-resolution: each target is this many times larger "
+               "than its input, in-plane (Y and X) or, for stacks, along Z alone (read from the pairs' sizes); "
+               "1 restores at the input's size.", choices=("1", "2", "4")),
+    from_field(TrainSettings, "intensity", "Intensity", "relative: each image is scaled by its own range, and the "
+               "output mapped back with it (survives other content and exposure); absolute: one fixed scale for "
+               "all images, from the training set.", choices=("relative", "absolute")),
+    from_field(TrainSettings, "loss", "Loss", "l2: mean squared error (what PSNR scores); l1: mean absolute "
+               "error.", choices=("l1", "l2")),
+    from_field(TrainSettings, "focus", "Focus on signal", "Share of patches drawn where the target has signal, "
+               "the rest anywhere.", minimum=0.0, maximum=1.0, step=0.1),
+)
