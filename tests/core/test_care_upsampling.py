@@ -10,10 +10,10 @@ import tifffile
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
 from napari_dlmicro.cli import main
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.evaluation.restoration import psnr, upscaled
+from napari_dlmicro.core.evaluation.restoration import psnr, quality_text, upscaled
 from napari_dlmicro.core.io.tiff_read import read_image
 from napari_dlmicro.core.io.tiff_write import write_image
-from napari_dlmicro.core.jobs.denoise import denoise, growth, output_scale, output_translate
+from napari_dlmicro.core.jobs.denoise import apply_job, denoise, growth, output_scale, output_translate
 from napari_dlmicro.core.models.registry import get_kind
 from napari_dlmicro.core.models.restoration.network import load_restoration
 from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
@@ -147,3 +147,11 @@ def test_the_upsampling_setting_takes_whole_factors_from_its_choices():
     with pytest.raises(UserError, match="Upsampling cannot be 3"):
         spec.check(3)
     assert "upsample" not in {s.name for s in get_kind("n2v").train_settings}
+
+
+def test_applying_with_a_ground_truth_scores_the_interpolated_input_and_the_output(pair, model_x2):
+    low, high = pair
+    applied = run_to_end(apply_job(model_x2[0].model, low, truth=high))
+    assert applied.image.shape == high.shape and applied.growth == {"Y": 2, "X": 2}
+    assert applied.scores["output"]["psnr"] > applied.scores["input"]["psnr"]
+    assert quality_text(applied.scores).count("scale-invariant") == 2

@@ -1,4 +1,8 @@
-"""``napari-dlmicro denoise IMAGE... (-m MODEL | --n2v) -o OUTDIR``: restored float32 TIFFs, headless."""
+"""``napari-dlmicro denoise IMAGE... (-m MODEL | --n2v) -o OUTDIR``: restored float32 TIFFs, headless.
+
+A CARE model trained with ``--upsample 2`` or ``4`` writes each image that
+many times larger along the axes it upsamples, with the pixel size divided.
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +21,9 @@ N2V_BUDGET = [s for s in get_kind("n2v").train_settings if s.name in BUDGET]
 def add_parser(subparsers) -> None:
     """Add ``denoise`` to the ``napari-dlmicro`` command."""
     p = subparsers.add_parser("denoise", help="denoise images with a model, or train Noise2Void on them first",
-                              description="Writes OUTDIR/<stem>_denoised.tif (float32) per image.")
+                              description="Writes OUTDIR/<stem>_denoised.tif (float32) per image; a CARE model "
+                              "trained with --upsample writes it that many times larger, with the pixel size "
+                              "divided.")
     p.add_argument("images", nargs="+", help="TIFF files or folders")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("-m", "--model", help="model folder or stored model name (N2V or CARE)")
@@ -26,7 +32,8 @@ def add_parser(subparsers) -> None:
     add_setting_flags(p.add_mutually_exclusive_group(), N2V_BUDGET)
     p.add_argument("--save-model", default=None, help="with --n2v: also save the trained model to this folder")
     add_setting_flags(p, DENOISE_SETTINGS)
-    p.add_argument("--axes", default=None, help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
+    p.add_argument("--axes", default=None,
+                   help="axes of the images (YX, ZYX, TYX, CYX, ...); read from the files by default")
     add_device_flag(p)
     p.set_defaults(run=run)
 

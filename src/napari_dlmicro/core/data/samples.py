@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import uniform_filter
+from skimage.filters import threshold_otsu
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes, normalize_axes
@@ -224,9 +225,8 @@ class PatchSampler:
     def _corner(self, i: int) -> list[int]:
         s = self.inputs[i]
         if self.where is not None and self.rng.random() < self.focus:
-            grid, p, stride = self.where[i]
-            k = int(self.rng.choice(p.size, p=p))
-            base = np.unravel_index(k, p.shape)
+            grid, weights, stride = self.where[i]
+            base = np.unravel_index(int(self.rng.choice(weights.size, p=weights)), grid)
             return [min(n - q, int(b) * st + int(self.rng.integers(0, st))) for b, st, n, q in
                     zip(base, stride, s.shape[1:], self.patch)]
         return [int(self.rng.integers(0, n - p + 1)) for n, p in zip(s.shape[1:], self.patch)]
@@ -264,19 +264,13 @@ class PatchSampler:
         return a[..., ::-1] if flip else a
 
 
-def signal_map(target: np.ndarray, fraction: float = 0.4, percentile: float = 99.9) -> np.ndarray:
-    """Where a (C, *spatial) target has signal: any channel above ``fraction`` of its ``percentile``.
-
-    The threshold is relative to the target's own low end (1st percentile),
-    so an offset background does not count as signal.
-    """
+def signal_map(target: np.ndarray) -> np.ndarray:
+    """Where a (C, *spatial) target has signal: any channel above its Otsu threshold (foreground vs background)."""
     out = np.zeros(target.shape[1:], bool)
     for ch in target:
         finite = ch[np.isfinite(ch)]
-        if not finite.size:
-            continue
-        lo, hi = np.percentile(finite, [1.0, percentile])
-        out |= np.nan_to_num(ch, nan=lo) > lo + fraction * (hi - lo)
+        if finite.size and finite.max() > finite.min():
+            out |= np.nan_to_num(ch, nan=float(finite.min())) > threshold_otsu(finite)
     return out
 
 

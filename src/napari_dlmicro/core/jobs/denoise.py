@@ -22,6 +22,7 @@ import torch
 from napari_dlmicro.core.data.samples import Layout, from_samples, sample_region, to_samples
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.evaluation.restoration import compare
+from napari_dlmicro.core.io.axes import default_axes, normalize_axes
 from napari_dlmicro.core.io.files import image_name
 from napari_dlmicro.core.io.tiff_read import read_image
 from napari_dlmicro.core.io.tiff_write import write_image
@@ -148,7 +149,8 @@ def apply_job(model: RestorationModel, image: np.ndarray, axes: str | None = Non
     The scores run through ``offload.call``, out of a GUI's way.
     """
     out = yield from denoise_job(model, image, axes, tile=DEFAULT_TILE, tta=tta, token=token)
-    result = Applied(out, contrast_limits(out), growth=growth(model, to_samples(image, axes)[1].axes))
+    image_axes = normalize_axes(axes or default_axes(np.ndim(image), np.shape(image)), np.ndim(image))
+    result = Applied(out, contrast_limits(out), growth=growth(model, image_axes))
     if truth is not None:
         try:
             result.scores = offload.call(compare, truth, image, out, token=token)
