@@ -54,7 +54,7 @@ def test_x2_model_restores_at_twice_the_size(pair, model_x2):
     assert model.config["training"]["upsample"] == 2
     out = denoise(low, model)
     assert out.shape == high.shape and out.dtype == np.float32
-    # a fresh model is cubic interpolation; sixty steps already take it beyond
+    # the network starts from the cubic interpolation of its input; sixty steps already take it beyond
     assert psnr(high, out) > psnr(high, upscaled(low, high.shape)) + 0.5
     previews = [e for e in events if isinstance(e, Preview)]
     assert all(p.data.shape == (64, 64) and p.region == (slice(0, 64), slice(32, 96)) for p in previews)

@@ -126,19 +126,24 @@ def fit_patch(patch: Sequence[int], spatial_shapes: Sequence[tuple[int, ...]], d
               minimum: int | Sequence[int] = 8) -> tuple[int, ...]:
     """The patch size, shrunk to the smallest image where needed (multiples of ``div_by``).
 
-    ``minimum`` is the smallest size the network can use, one for all axes or one per axis.
+    ``minimum`` is the smallest size the network can use, one for all axes or
+    one per axis; a smaller patch asked for grows to it.
     """
     smallest = np.min(np.array(spatial_shapes), axis=0)
     minima = (minimum,) * len(patch) if isinstance(minimum, int) else tuple(minimum)
     out = []
     for p, s, d, least, axis in zip(patch, smallest, div_by, minima, "ZYX"[3 - len(patch):]):
-        size = min(int(p), int(s) // d * d)
+        size = min(max(int(p), _round_up(least, d)), int(s) // d * d)
         if size < max(least, d):
             raise UserError(f"the image is only {int(s)} pixels along {axis}, smaller than the smallest patch "
                             f"the network can use ({max(least, d)} pixels)",
                             "use a larger image or region, or a 2D model for thin stacks")
         out.append(size)
     return tuple(out)
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-int(n) // int(m)) * int(m)
 
 
 def split_validation(samples: list[np.ndarray], targets: list[np.ndarray] | None, fraction: float,

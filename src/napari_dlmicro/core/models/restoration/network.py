@@ -2,7 +2,7 @@
 
 The network is the shared U-Net with a 1x1 convolution head (and, for CARE,
 a residual connection from input to output); a CARE super-resolution network
-ends in an upsampling head instead (:mod:`.upsample`). A
+first interpolates its input to the target's grid (:mod:`.upsample`). A
 :class:`RestorationModel` bundles the network with its ``config.json``
 dictionary, which holds the normalisation, so that prediction maps pixels
 back into the target's units, and the upsampling factors.
@@ -29,25 +29,24 @@ VERSION = 1
 
 
 class RestorationNet(nn.Module):
-    """U-Net body, a 1x1 convolution to ``n_out`` channels (or an upsampling head), optional residual.
+    """U-Net body, a 1x1 convolution to ``n_out`` channels, optional residual.
 
-    With ``factors`` above 1 the output is that many times larger along each
-    spatial axis, and the residual is the input interpolated to that size.
+    With ``factors`` above 1 the input is first interpolated that many times
+    larger along each spatial axis, and the network restores it there.
     """
 
     def __init__(self, unet: UNetConfig, n_out: int, residual: bool, factors: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.body = UNet(unet)
-        self.factors = tuple(int(f) for f in factors) if factors and any(f > 1 for f in factors) else None
-        self.head = (conv_nd(unet.ndim)(unet.filters, n_out, 1) if self.factors is None
-                     else upsample.Upsampler(unet.ndim, unet.filters, n_out, self.factors))
+        self.head = conv_nd(unet.ndim)(unet.filters, n_out, 1)
         self.residual = bool(residual and unet.in_channels == n_out)
+        self.factors = tuple(int(f) for f in factors) if factors and any(f > 1 for f in factors) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factors is not None:
+            x = upsample.interpolate(x, self.factors)
         y = self.head(self.body(x))
-        if not self.residual:
-            return y
-        return y + (x if self.factors is None else upsample.interpolate(x, self.factors))
+        return y + x if self.residual else y
 
 
 def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, n2v2: bool = False,
@@ -83,7 +82,8 @@ class RestorationModel:
 
     @property
     def div_by(self) -> tuple[int, ...]:
-        return UNetConfig.from_dict(self.config["unet"]).div_by
+        """What each spatial size of an input must be a multiple of (for an upsampling model, once interpolated)."""
+        return upsample.input_div_by(UNetConfig.from_dict(self.config["unet"]).div_by, self.factors)
 
     @property
     def factors(self) -> tuple[int, ...]:

@@ -2,8 +2,9 @@
 
 Tiles overlap by a margin that is cut off again, so every kept pixel saw the
 same context as it would in one piece. An upsampling model's tiles are planned
-on the input; each one's output, and the part of it that is kept, is the
-factor larger.
+on the input, the tile size divided by the factor (the network runs on the
+interpolated tile); each one's output, and the part of it that is kept, is
+the factor larger.
 """
 from __future__ import annotations
 
@@ -21,9 +22,16 @@ DEFAULT_TILE = 512
 MIN_TILE = 64
 
 
+def input_tile(model: RestorationModel, tile: int | None) -> int | None:
+    """The tile size on the input: ``tile`` divided by an upsampling model's factor, whose network runs on the
+    interpolated tile (so the work per tile stays what ``tile`` asks)."""
+    grow = max(model.factors)
+    return max(MIN_TILE // grow, tile // grow) if tile and grow > 1 else tile
+
+
 def tiles_of(model: RestorationModel, spatial_shape: tuple[int, ...], tile: int | None) -> int:
     """How many tiles one sample of ``spatial_shape`` is cut into."""
-    return len(plan_tiles(spatial_shape, tile, 0, model.div_by))
+    return len(plan_tiles(spatial_shape, input_tile(model, tile), 0, model.div_by))
 
 
 def output_shape(model: RestorationModel, spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -53,6 +61,7 @@ def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None
     """
     check_sample(model, sample.shape[1:])
     factors = model.factors
+    tile = input_tile(model, tile)
     lo, hi = model.input_range(sample)
     out_lo, out_hi = model.output_range(lo, hi)
     shape = (-1,) + (1,) * (sample.ndim - 1)

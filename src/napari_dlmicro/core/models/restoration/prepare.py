@@ -78,5 +78,7 @@ def prepare_training(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]
                         n2v2=s.kind == "n2v" and s.strategy == "n2v2" and s.n2v2_net, factors=factors)
     grown_z = model.config.get("upsample", {}).get("axes") == "Z"
     minimum = (MIN_Z_PLANES, 8, 8) if grown_z else 8
-    patch = fit_patch((s.patch,) * ndim, [x.shape[1:] for x in samples], model.div_by, minimum)
+    # the patch size counts the target's pixels: a step of an upsampling model costs what one of any other does
+    wanted = tuple(max(1, s.patch // f) for f in model.factors)
+    patch = fit_patch(wanted, [x.shape[1:] for x in samples], model.div_by, minimum)
     return Prepared(samples, tsamples, model, patch, notices, back)

@@ -177,7 +177,7 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
     data = prepare_training(images, targets, s, names)
     for text in data.notices:
         yield Notice(text, "warning")
-    if data.patch[-1] < s.patch:
+    if data.patch[-1] * data.model.factors[-1] < s.patch:
         yield Notice(f"the image is small: patches shrunk to {data.patch}", "warning")
     trainer = RestorationTrainer(s, data, preview)
     return (yield from fit(trainer, s.budget(), token, save_to))

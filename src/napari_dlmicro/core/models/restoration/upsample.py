@@ -1,15 +1,19 @@
-"""CARE super-resolution: which axes grow, the checks on pairs and stacks, and the upsampling head.
+"""CARE super-resolution: which axes grow, the checks on pairs and stacks, and the interpolation it starts from.
 
 A model with an upsampling factor ``f`` is trained on pairs whose target is
 ``f`` times larger than its input, either in-plane (along Y and X, 2D or 3D)
 or along Z only (isotropic restoration of a stack whose planes are ``f``
 times farther apart than its pixels). The axes come from the pairs' sizes.
 
-The network runs at the input's resolution (a quarter of the work of running
-it on an interpolated 2x image); its last features are spread onto the finer
-grid by a sub-pixel convolution (:class:`Upsampler`), and the result is added
-to the input interpolated to the finer grid (cubic in 2D, linear in 3D), so
-the network learns only what interpolation misses.
+As CSBDeep's upsampling CARE does, the input is first interpolated to the
+target's grid (cubic in 2D, linear in 3D) and the U-Net restores it there,
+with the interpolated input as its residual, so it learns what interpolation
+misses. Measured on the noisy nuclei sample (x2, 500 steps, the same U-Net and
+pixels per patch): 29.37 dB this way, against 29.03 dB for the U-Net at the
+input's resolution ending in a sub-pixel convolution, which costs about the
+same per step but gives each output pixel a linear read of 16 features only.
+Training patches are sized in the target's pixels, so a step costs the same
+at every factor.
 """
 from __future__ import annotations
 
@@ -17,10 +21,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.nets.unet import conv_nd
 
 FACTORS = (1, 2, 4)
 MIN_Z_PLANES = 4  # a stack upsampled along Z needs this many planes of context
@@ -64,6 +66,11 @@ def pair_factors(low: Sequence[int], high: Sequence[int], factor: int, spatial: 
     return factors
 
 
+def input_div_by(div_by: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
+    """What each input size must be a multiple of, for the interpolated input to fit a U-Net needing ``div_by``."""
+    return tuple(max(1, int(d) // int(f)) if int(d) % int(f) == 0 else int(d) for d, f in zip(div_by, factors))
+
+
 def check_planes(n_planes: int, what: str = "the stack") -> None:
     """Refuse a stack too thin to upsample along Z."""
     if n_planes < MIN_Z_PLANES:
@@ -71,46 +78,7 @@ def check_planes(n_planes: int, what: str = "the stack") -> None:
                         f"give stacks of at least {MIN_Z_PLANES} planes, or a model that upsamples in-plane")
 
 
-def shuffle(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
-    """Sub-pixel shuffle in any dimension: (B, C * prod(f), *n) -> (B, C, *(n * f))."""
-    b, c, *spatial = x.shape
-    nd = len(spatial)
-    k = 1
-    for f in factors:
-        k *= int(f)
-    x = x.reshape(b, c // k, *[int(f) for f in factors], *spatial)
-    # interleave: (B, C, f1..fn, n1..nn) -> (B, C, n1, f1, ..., nn, fn)
-    order = [0, 1] + [i for d in range(nd) for i in (2 + nd + d, 2 + d)]
-    x = x.permute(*order)
-    return x.reshape(b, c // k, *[n * int(f) for n, f in zip(spatial, factors)])
-
-
 def interpolate(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
     """``x`` on the finer grid: cubic in 2D, linear in 3D (pixel centres kept, as a block average shrinks them)."""
     mode = "bicubic" if x.ndim == 4 else "trilinear"
     return F.interpolate(x, scale_factor=tuple(float(f) for f in factors), mode=mode, align_corners=False)
-
-
-class Upsampler(nn.Module):
-    """Features at the input's resolution -> ``n_out`` channels ``factors`` times finer (a sub-pixel convolution).
-
-    One 1x1 convolution gives every output pixel of a block its own weights
-    on the features of the input pixel it lies in. It starts at zero, so a
-    fresh model is plain interpolation (the residual path alone) and learning
-    adds to it. Measured on the noisy nuclei sample (x2, 200 steps): a 3x3
-    convolution with ReLU on the finer grid before it, or a default start,
-    stalled for the first 40-60 steps or for good; this one did not.
-    """
-
-    def __init__(self, ndim: int, filters: int, n_out: int, factors: Sequence[int]) -> None:
-        super().__init__()
-        self.factors = tuple(int(f) for f in factors)
-        k = 1
-        for f in self.factors:
-            k *= f
-        self.head = conv_nd(ndim)(filters, n_out * k, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return shuffle(self.head(features), self.factors)
