@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from napari_dlmicro.core.data.normalize import normalize_percentile
-from napari_dlmicro.core.models.cellpose.segmenter import load_cellpose, network_work, pretrained_location
+from napari_dlmicro.core.models.cellpose.segmenter import load_cellpose
+from napari_dlmicro.core.models.cellpose.tiling import network_work
+from napari_dlmicro.core.models.cellpose.weights import pretrained_location
 from napari_dlmicro.core.runtime.cancel import NEVER
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Progress, run_to_end

@@ -80,7 +80,7 @@ def plot(history: list[dict], png: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = [r["time_s"] / 60 for r in history]
+    t = [r["seconds"] / 60 for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3), tight_layout=True)
     a.plot(t, [r["train_loss"] for r in history], label="train")
     a.plot(t, [r.get("val_loss", np.nan) for r in history], label="validation")

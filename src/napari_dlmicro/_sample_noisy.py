@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from stardist.data import test_image_nuclei_2d
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -21,8 +22,6 @@ SEED = 42
 def noisy_nuclei_arrays(peak: float = PEAK_PHOTONS, read_noise: float = READ_NOISE,
                         seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """``(noisy, clean)`` float32 versions of the nuclei image, in the clean image's units."""
-    from stardist.data import test_image_nuclei_2d
-
     clean = test_image_nuclei_2d().astype(np.float32)
     top = float(clean.max())
     rng = np.random.default_rng(seed)

@@ -3,10 +3,19 @@
 A dock builds a job (a generator function taking a :class:`CancelToken`) and
 calls :func:`start_job`. The generator runs in a napari ``GeneratorWorker``;
 its events arrive on the GUI thread through ``on_event``; its return value
-through ``on_result``. ``JobHandle.cancel()`` sets the token (seen by the core
-at its next check, also inside blocking library calls) and asks the worker to
-quit at its next yield. Errors become napari notifications with the cause and
+through ``on_result``. Errors become napari notifications with the cause and
 the remedy; no traceback reaches the user.
+
+Two ways to end a job early:
+
+- :meth:`JobHandle.cancel` sets the token's cancel flag. The dock is told at
+  once (``on_finished(True)``) and is idle and usable: the job stops at its
+  next check, within a second, in the background, and nothing it yields after
+  that reaches the dock. A result it still returns (a training run returns the
+  best model it saved) arrives through ``on_result`` later; a dock that
+  started another job meanwhile ignores it.
+- :meth:`JobHandle.stop` asks a training job to finish its step, keep the best,
+  tune and save; the dock waits for ``on_result`` and ``on_finished(False)``.
 """
 from __future__ import annotations
 
@@ -23,16 +32,22 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import CancelToken
-from napari_dlmicro.core.runtime.events import (
-    Event,
-    Job,
-    Notice,
-    Progress,
-    format_eta,
-)
+from napari_dlmicro.core.runtime.events import Event, Job, Level, Notice, Progress, format_eta
 
 log = logging.getLogger(__name__)
-_RUNNING: weakref.WeakSet[JobHandle] = weakref.WeakSet()
+RUNNING: weakref.WeakSet[JobHandle] = weakref.WeakSet()
+
+
+def _deliver(callback: Callable[..., None] | None, *args: Any) -> None:
+    """Call a dock's slot; a dock closed meanwhile (its Qt objects deleted) is skipped, not an error."""
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except RuntimeError as exc:
+        if "has been deleted" not in str(exc):
+            raise
+        log.debug("a job's %s arrived after its dock closed", getattr(callback, "__name__", "callback"))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -48,21 +63,30 @@ def describe_error(exc: BaseException) -> str:
 class JobHandle:
     """A running job: its worker, its cancel token and its activity-dock bar."""
 
-    def __init__(self, worker: GeneratorWorker, token: CancelToken, title: str):
+    def __init__(self, worker: GeneratorWorker, token: CancelToken, title: str,
+                 on_finished: Callable[[bool], None] | None = None) -> None:
         self.worker = worker
         self.token = token
         self.title = title
-        self.cancelled = False
-        self.finished = False
+        self.cancelled = False  # cancel() was called, or the job ended by a cancel
+        self.finished = False  # the dock has been told the job ended
+        self.thread_done = False  # the worker thread has really ended
+        self._on_finished = on_finished
         self._bar: napari_progress | None = None
 
     def cancel(self) -> None:
-        """Stop the job at its next check; what it finished is kept."""
+        """Stop the job now: the dock is idle at once, the job ends at its next check; finished work is kept."""
         if self.finished:
             return
         self.cancelled = True
         self.token.cancel()
-        self.worker.quit()
+        self._finish()
+        show_info(f"{self.title}: cancelled")
+
+    def stop(self) -> None:
+        """Ask a training job to finish its step, keep the best, tune and save (the dock waits for it)."""
+        if not self.finished:
+            self.token.stop()
 
     def open_bar(self) -> None:
         """Show the job's bar in the activity dock now (building it costs the event loop ~80 ms)."""
@@ -82,10 +106,15 @@ class JobHandle:
         if self._bar is bar:
             bar.refresh()
 
-    def _close_bar(self) -> None:
+    def _finish(self) -> None:
+        """Tell the dock, once, that the job is over (for it: a cancel ends it at the click)."""
+        if self.finished:
+            return
+        self.finished = True
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        _deliver(self._on_finished, self.cancelled)
 
 
 def start_job(
@@ -99,8 +128,9 @@ def start_job(
 ) -> JobHandle:
     """Run ``make_job(token)`` in a worker thread and wire its events to the GUI.
 
-    ``on_finished(cancelled)`` is always called last, after a result, an
-    error or a cancel, so a dock can return to idle.
+    ``on_finished(cancelled)`` is called exactly once: when the job ends, or
+    at once when it is cancelled. ``on_result`` gets the job's return value,
+    also after a cancel if the job still returns one.
     """
     token = CancelToken()
 
@@ -110,39 +140,38 @@ def start_job(
 
     # errors are reported by our own errored slot below; without this napari re-raises them as tracebacks
     worker: GeneratorWorker = create_worker(run, _start_thread=False, _ignore_errors=True)
-    handle = JobHandle(worker, token, title)
-    _RUNNING.add(handle)
+    handle = JobHandle(worker, token, title, on_finished)
+    RUNNING.add(handle)
 
     def yielded(ev: Event) -> None:
+        if handle.finished:
+            return  # a cancelled job's last events: the dock has moved on
+        # The dock first: updating the activity bar can process queued signals (the job's result among
+        # them), and an event delivered after the result would overwrite the dock's outcome.
+        _deliver(on_event, ev)
         if isinstance(ev, Progress):
             handle._progress(ev)
         elif isinstance(ev, Notice):
-            (show_warning if ev.level == "warning" else show_info)(f"{title}: {ev.message}")
-        if on_event is not None:
-            on_event(ev)
+            (show_warning if ev.level is Level.WARNING else show_info)(f"{title}: {ev.message}")
 
     def returned(value: Any) -> None:
-        if on_result is not None and not handle.cancelled:
-            on_result(value)
+        _deliver(on_result, value)
 
     def errored(exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
             handle.cancelled = True
             return
         log.error("%s failed:\n%s", title, "".join(traceback.format_exception(exc)))
+        if handle.cancelled:
+            return  # the user had moved on: the log keeps it
         message = describe_error(exc)
         show_error(f"{title}: {message}")
-        if on_error is not None:
-            on_error(message)
+        _deliver(on_error, message)
 
     def finished() -> None:
-        handle.finished = True
-        handle._close_bar()
-        _RUNNING.discard(handle)
-        if handle.cancelled:
-            show_info(f"{title}: cancelled")
-        if on_finished is not None:
-            on_finished(handle.cancelled)
+        handle.thread_done = True
+        RUNNING.discard(handle)
+        handle._finish()
 
     worker.yielded.connect(yielded)
     worker.returned.connect(returned)
@@ -151,9 +180,3 @@ def start_job(
     handle.open_bar()  # at the click, not at the first event: the job then never waits on it
     worker.start()
     return handle
-
-
-def cancel_all() -> None:
-    """Cancel every running job (the viewer is closing)."""
-    for handle in list(_RUNNING):
-        handle.cancel()

@@ -6,17 +6,21 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from blockwise_helpers import write_ngff
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
 from napari_dlmicro.cli import main
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.evaluation.restoration import psnr, quality_text, upscaled
+from napari_dlmicro.core.io.ome_zarr import open_image
 from napari_dlmicro.core.io.tiff_read import read_image
 from napari_dlmicro.core.io.tiff_write import write_image
+from napari_dlmicro.core.jobs.blockwise_denoise import BlockwiseDenoiseJob, blockwise_denoise_job
 from napari_dlmicro.core.jobs.denoise import apply_job, denoise, growth, output_scale, output_translate
 from napari_dlmicro.core.models.registry import get_kind
 from napari_dlmicro.core.models.restoration.network import load_restoration
 from napari_dlmicro.core.models.restoration.train import TrainSettings, train_restoration
+from napari_dlmicro.core.runtime.cluster import ClusterChoice
 from napari_dlmicro.core.runtime.events import Preview, run_to_end
 
 FAST = dict(kind="care", patch=32, batch_size=4, filters=8, steps_per_epoch=10, device="cpu")
@@ -110,6 +114,15 @@ def test_train_care_upsample_from_folders(pair, tmp_path, capsys):
                  "--steps-per-epoch", "5", "--batch-size", "2", "--device", "cpu"]) == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["upsample"]["factors"] == [2, 2]
+    assert main(["denoise", str(tmp_path / "low"), "-m", str(tmp_path / "m"), "-o", str(tmp_path / "out")]) == 0
+    assert tifffile.imread(tmp_path / "out" / "a_denoised.tif").shape == high.shape
+    # pairs that are not the factor apart are refused, naming both sizes, and nothing is written
+    capsys.readouterr()
+    assert main(["train", "care", "--images", str(tmp_path / "low"), "--targets", str(tmp_path / "low"),
+                 "-o", str(tmp_path / "m2"), "--upsample", "2", "--epochs", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "96x96" in err and "192x192" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m2").exists()
     with pytest.raises(SystemExit) as refused:  # argparse refuses a factor outside the declared choices
         main(["train", "care", "--images", str(tmp_path / "low"), "--targets", str(tmp_path / "high"),
               "-o", str(tmp_path / "m3"), "--upsample", "3", "--epochs", "1"])
@@ -155,3 +168,13 @@ def test_applying_with_a_ground_truth_scores_the_interpolated_input_and_the_outp
     assert applied.image.shape == high.shape and applied.growth == {"Y": 2, "X": 2}
     assert applied.scores["output"]["psnr"] > applied.scores["input"]["psnr"]
     assert quality_text(applied.scores).count("scale-invariant") == 2
+
+
+def test_blockwise_denoising_refuses_an_upsampling_model_before_writing(pair, model_x2, tmp_path):
+    low, _ = pair
+    store = write_ngff(tmp_path / "low.ome.zarr", low, "yx", chunks=(48, 48))
+    job = BlockwiseDenoiseJob(image=open_image(store), model=model_x2[0].model, output=tmp_path / "out.ome.zarr",
+                              block=48, cluster=ClusterChoice(workers=1, processes=False), device="cpu")
+    with pytest.raises(UserError, match="upsamples 2x"):
+        run_to_end(blockwise_denoise_job(job))
+    assert not (tmp_path / "out.ome.zarr").exists()

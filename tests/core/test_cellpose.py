@@ -10,14 +10,9 @@ import pytest
 import torch
 
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.models.cellpose.segmenter import (
-    CellposeSegmenter,
-    cpu_cost_estimate,
-    load_cellpose,
-    network_work,
-    next_after_oom,
-    pretrained_location,
-)
+from napari_dlmicro.core.models.cellpose.segmenter import CellposeSegmenter, load_cellpose, next_after_oom
+from napari_dlmicro.core.models.cellpose.tiling import cpu_cost_estimate, network_work
+from napari_dlmicro.core.models.cellpose.weights import pretrained_location
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.events import Notice, Progress, run_to_end
 

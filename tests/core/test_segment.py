@@ -143,11 +143,11 @@ def test_gpu_out_of_memory_retries_with_smaller_tiles(model, right_half, monkeyp
     original = model.forward
     calls = {"n": 0}
 
-    def flaky(x, views=1):
+    def flaky(x, *args):
         calls["n"] += 1
         if calls["n"] == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return original(x, views)
+        return original(x, *args)
 
     monkeypatch.setattr(model, "forward", flaky)
     model._cache = None

@@ -51,10 +51,10 @@ def test_out_of_memory_retries_in_smaller_tiles(model, nuclei, monkeypatch):
     whole = run_to_end(model.segment(x, {}, NEVER, None))
     original = model.forward
 
-    def small_only(a):  # a GPU that holds tiles of up to 160 pixels
+    def small_only(a, *args):  # a GPU that holds tiles of up to 160 pixels
         if max(a.shape[:-1]) > 160:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return original(a)
+        return original(a, *args)
 
     monkeypatch.setattr(model, "forward", small_only)
     events = []

@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from napari_dlmicro.cli import denoise, evaluate, models, segment, train
+from napari_dlmicro.cli import classify, denoise, evaluate, models, segment, train
 from napari_dlmicro.core.errors import Cancelled, UserError
 
-SUBCOMMANDS = (models, segment, denoise, train, evaluate)
+SUBCOMMANDS = (models, segment, denoise, train, evaluate, classify)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="napari-dlmicro",
-        description="Deep learning for microscopy, headless: segment, denoise, train, evaluate.",
+        description="Deep learning for microscopy, headless: segment, denoise, train, evaluate, classify.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:

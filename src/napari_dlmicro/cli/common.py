@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cluster import ClusterChoice
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
 from napari_dlmicro.core.runtime.events import Event, Job, Metrics, Notice, Progress
 from napari_dlmicro.core.settings import Setting
@@ -72,7 +73,8 @@ def output_folder(path: str | Path) -> Path:
     """``path`` as an output folder: refused when a file is in the way (created later, when there is output)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"the output '{path}' is a file, not a folder", "give a folder for -o (it is created if needed)")
+        raise UserError(f"the output '{path}' is a file, not a folder",
+                        "give a folder for -o (it is created if needed)")
     return path
 
 
@@ -157,3 +159,45 @@ def run_with_progress(make_job: Callable[[CancelToken], Job], desc: str) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+MANY_FILES = 32  # from this many TIFF files on, they are spread over dask workers even without --workers
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """``--workers N | --scheduler ADDRESS``, ``--block N``, ``--resume``, ``--fill-missing``."""
+    group = parser.add_argument_group("big images, plates and clusters (dask.distributed)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive, default=None, metavar="N",
+                       help="local dask workers (default: chosen for this machine)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="join a running dask scheduler, e.g. tcp://HOST:8786 (a `dask scheduler` with "
+                            "`dask worker`s, or a dask-jobqueue SLURM/LSF cluster)")
+    group.add_argument("--block", type=_positive, default=None, metavar="N",
+                       help="block size in pixels along Y and X for OME-Zarr and big TIFF inputs (default: 1024); "
+                            "memory per worker follows it, not the image size")
+    group.add_argument("--resume", action="store_true",
+                       help="continue a stopped or crashed run from the blocks and files already written")
+    group.add_argument("--fill-missing", action="store_true",
+                       help="read chunks missing from a Zarr store as zeros (for stores that leave empty chunks "
+                            "out on purpose) instead of refusing them")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
+def cluster_choice(args: argparse.Namespace) -> ClusterChoice:
+    """The :class:`ClusterChoice` the flags name."""
+    return ClusterChoice(workers=args.workers, scheduler=args.scheduler)
+
+
+def wants_cluster(args: argparse.Namespace, n_files: int) -> bool:
+    """True when TIFF files go to dask workers: asked for, or many of them."""
+    return bool(args.workers or args.scheduler) or n_files >= MANY_FILES

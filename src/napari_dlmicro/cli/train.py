@@ -1,4 +1,4 @@
-"""``napari-dlmicro train KIND --images DIR [--masks DIR | --targets DIR] -o MODELDIR [settings]``.
+"""``napari-dlmicro train KIND --images DIR [--masks DIR [--classes DIR] | --targets DIR] -o MODELDIR [settings]``.
 
 One sub-command per kind of the registry, each with the flags its settings
 declare (defaults and ranges included), so ``train stardist --help`` lists
@@ -18,6 +18,9 @@ DATA_HELP = {
     TrainsOn.CLASS_MAPS: "--masks DIR (class maps named like the images: 0 background, 1..K classes)",
     TrainsOn.TARGETS: "--targets DIR (target images named like the inputs)",
     TrainsOn.IMAGES: "the noisy images alone",
+    TrainsOn.CLASSES: "--masks DIR (label images named like the images) and --classes DIR (<stem>.csv per image "
+                      "with columns label,class; objects not listed are unlabelled; an optional classes.json lists "
+                      "the classes in order with colours)",
 }
 
 
@@ -43,8 +46,13 @@ def _add_kind(kinds, kind: Kind) -> None:
         k.add_argument("--init", default=None, help="continue from this model (stored name, folder or catalogue name)")
     if kind.trains_on is TrainsOn.TARGETS:
         k.add_argument("--targets", required=True, help=DATA_HELP[kind.trains_on])
+    if kind.trains_on is TrainsOn.CLASSES:
+        k.add_argument("--masks", required=True, help="folder of label images named like the images")
+        k.add_argument("--classes", required=True, help="folder of <stem>.csv tables (label,class), one per image; "
+                       "objects not listed are unlabelled")
     if kind.trains_on in (TrainsOn.TARGETS, TrainsOn.IMAGES):
-        k.add_argument("--axes", default=None, help="axes of the images (YX, ZYX, TYX, CYX, ...); default: from the files")
+        k.add_argument("--axes", default=None,
+                       help="axes of the images (YX, ZYX, TYX, CYX, ...); default: from the files")
     k.add_argument("-o", "--out", required=True, help="model folder to write")
     add_device_flag(k)
     budget = [s for s in kind.train_settings if s.name in BUDGET]
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Read the data, train, and say where the model went."""
     kind = KINDS[args.kind]
     data = read_training_data(kind.name, args.images, getattr(args, "masks", None), getattr(args, "targets", None),
-                              getattr(args, "axes", None))
+                              getattr(args, "axes", None), getattr(args, "classes", None))
     result = run_with_progress(lambda token: train_job(
         kind.name, data, settings_of(kind, args), out=args.out, init=getattr(args, "init", None),
         device=args.device, token=token), f"train {kind.name}")
@@ -68,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     score = result.score()
     extra = f" (validation score {score:.3f})" if score is not None else (
         f" (validation loss {result.best_val_loss:.4g})" if result.best_val_loss != float("inf") else "")
-    print(f"saved {kind.name} model to {result.folder}{extra}; {result.steps} steps")
+    print(f"saved {kind.name} model to {result.folder}{extra}; {result.steps} step{'' if result.steps == 1 else 's'}")
     return 0

@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 
 def settings_file() -> Path:
     """``settings.json`` in the user's config folder (``DLMICRO_CONFIG`` overrides the folder)."""
     env = os.environ.get("DLMICRO_CONFIG")
     if env:
         return Path(env) / "settings.json"
-    import platformdirs
-
     return Path(platformdirs.user_config_dir("napari-dlmicro")) / "settings.json"
 
 

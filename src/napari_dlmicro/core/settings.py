@@ -70,7 +70,8 @@ class Setting:
 
     def check(self, value: Any) -> Any:
         """``value`` converted to this setting's type and checked against its range; else a :class:`UserError`."""
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "default")):
+        if value is None or (not self.many and isinstance(value, str)
+                             and value.strip().lower() in ("", "none", "default")):
             if self.optional:
                 return None
             raise UserError(f"{self.label} needs a value", f"give {self.range_text() or 'a value'}")
@@ -85,7 +86,9 @@ class Setting:
     def _convert(self, value: Any) -> Any:
         if self.many:
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(sorted({str(v).strip() for v in items if str(v).strip()} - {"none"}))
+            chosen = {str(v).strip() for v in items if str(v).strip()} - {"none"}
+            order = list(self.choices) + sorted(chosen - set(self.choices))  # declared order; unknown ones last
+            return tuple(c for c in order if c in chosen)
         if self.type is bool:
             if isinstance(value, str):
                 if value.strip().lower() in ("1", "true", "yes", "on"):

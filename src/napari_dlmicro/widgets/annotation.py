@@ -26,8 +26,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
-    QWidget,
 )
 
 from napari_dlmicro.core.data.training_sets import add_pair, summarize
@@ -35,12 +33,16 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
 from napari_dlmicro.core.labels import edit as ops
 from napari_dlmicro.core.models.catalogue import CATALOGUE
+from napari_dlmicro.core.models.registry import Task, TrainsOn, kinds
 from napari_dlmicro.core.models.store import list_models
-from napari_dlmicro.core.preferences import load_settings, save_settings
+from napari_dlmicro.state.annotation import AnnotationState
+from napari_dlmicro.widgets._bind import bind
+from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._folder_row import FolderRow
+from napari_dlmicro.widgets._napari_compat import view_direction
 from napari_dlmicro.workers import JobHandle, start_job
 
-SECTION = "annotation"
+INSTANCE_KINDS = tuple(k.name for k in kinds(Task.SEGMENT) if k.trains_on is TrainsOn.MASKS)  # objects, not classes
 ROI_NAME = "region of interest"
 POINTS_NAME = "annotation points"
 LINES_NAME = "annotation lines"
@@ -51,17 +53,17 @@ def annotation_name(image_name: str) -> str:
     return f"{image_name} [annotation]"
 
 
-class AnnotationWidget(QWidget):
+class AnnotationWidget(DockPanel):
     """Dock: New annotation, editing tools, pre-annotation, region of interest, Add to training set."""
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
+        self.state = AnnotationState()
+        self.state.restore()
         self.handle: JobHandle | None = None
-        remembered = load_settings(SECTION)
-        layout = QVBoxLayout(self)
+        layout = self.body
         form = QFormLayout()
-        self.image_combo = QComboBox(toolTip="Image to annotate")
+        self.image_combo = narrow_combo(QComboBox(toolTip="Image to annotate"))
         form.addRow("Image", self.image_combo)
         layout.addLayout(form)
         new = QPushButton("New annotation", toolTip="A Labels layer matched to the image, in paint mode")
@@ -69,7 +71,7 @@ class AnnotationWidget(QWidget):
         layout.addWidget(new)
 
         grid = QGridLayout()
-        self.min_size = QSpinBox(minimum=1, maximum=100000, value=int(remembered.get("min_size", 20)))
+        self.min_size = bind(self.state, "min_size", QSpinBox(minimum=1, maximum=100000))
         buttons = [
             ("Next free id", self.next_id, "Paint a new object with the next unused id"),
             ("Delete at cursor", self.delete_at_cursor, "Remove the object under the mouse (press with the cursor on it)"),
@@ -96,15 +98,16 @@ class AnnotationWidget(QWidget):
         layout.addLayout(helpers)
 
         pre = QHBoxLayout()
-        self.model_combo = QComboBox(toolTip="Any segmentation model: its labels become the annotation to correct")
-        self.pre_button = QPushButton("Pre-annotate with model")
-        self.pre_button.clicked.connect(self.pre_annotate)
+        self.model_combo = narrow_combo(QComboBox(toolTip="Any segmentation model: its labels become the "
+                                                          "annotation to correct"))
+        self.pre_button = QPushButton("Pre-annotate")
+        self.pre_button.clicked.connect(self._pre_annotate_or_cancel)
         pre.addWidget(self.model_combo, 1)
         pre.addWidget(self.pre_button)
         layout.addLayout(pre)
 
         form2 = QFormLayout()
-        folder_row = FolderRow(remembered.get("folder", ""), "Training set folder (images/, masks/, meta/)",
+        folder_row = FolderRow(self.state.folder, "Training set folder (images/, masks/, meta/)",
                                "Training set folder", self.update_summary)
         self.folder_edit = folder_row.edit
         form2.addRow("Training set", folder_row)
@@ -131,10 +134,17 @@ class AnnotationWidget(QWidget):
 
     def refresh_models(self) -> None:
         """Catalogue and stored segmentation models."""
+        current = self.model_combo.currentData() or self.state.model
         self.model_combo.clear()
         for m in list_models():
-            if m.kind in ("stardist", "cellpose"):
+            if m.kind in INSTANCE_KINDS:
                 self.model_combo.addItem(m.name, m.name if m.name in CATALOGUE else m.location)
+        if current:
+            self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(current)))
+
+    def on_store_changed(self, folder: str) -> None:
+        """A model was saved: offer it for pre-annotation."""
+        self.refresh_models()
 
     # -- layers -----------------------------------------------------------------
     def image_layer(self) -> Image:
@@ -264,7 +274,7 @@ class AnnotationWidget(QWidget):
             layer = self.labels_layer()
             world = self._world_position(position)
             if layer.data.ndim == 3 and self.viewer.dims.ndisplay == 3 and position is None:
-                oid = layer.get_value(world, view_direction=self.viewer.cursor._view_direction,
+                oid = layer.get_value(world, view_direction=view_direction(self.viewer),
                                       dims_displayed=list(self.viewer.dims.displayed), world=True)
                 new, removed = ops.delete_id(layer.data, int(oid or 0)), int(oid or 0)
             else:
@@ -323,16 +333,32 @@ class AnnotationWidget(QWidget):
             job = SegmentJob(data, self.model_combo.currentData(), axes="YXC" if image.rgb else None, measure=False)
 
             def done(result) -> None:
+                if self.handle is None:
+                    return  # cancelled: the annotation stays as it was
                 out = layer.data.copy()
                 out[crop] = result.labels
                 self._apply(out)
-                show_info(f"Annotation: {result.n_objects} objects from {result.model_name}: correct them, then add to the training set")
+                show_info(f"Annotation: {result.n_objects} objects from {result.model_name}: correct them, "
+                          "then add to the training set")
 
-            self.pre_button.setEnabled(False)
-            self.handle = start_job(lambda token: segment_job(job, token), title="Pre-annotate", on_result=done,
-                                    on_finished=lambda *_: self.pre_button.setEnabled(True))
+            self.state.model = self.model_combo.currentData() or ""
+            self.state.remember()
+            self.pre_button.setText("Cancel pre-annotation")
+            self.handle = self.track(start_job(lambda token: segment_job(job, token), title="Pre-annotate",
+                                               on_result=done, on_finished=self._pre_annotation_ended))
             return self.handle
         return self._guard(go)
+
+    def _pre_annotate_or_cancel(self) -> None:
+        if self.handle is not None and not self.handle.finished:
+            self.handle.cancel()
+        else:
+            self.pre_annotate()
+
+    def _pre_annotation_ended(self, cancelled: bool) -> None:
+        self.pre_button.setText("Pre-annotate")
+        if cancelled:
+            self.handle = None
 
     def add_to_training_set(self) -> str | None:
         """Save (image crop, labels crop) into the training set; returns the name used."""
@@ -346,7 +372,8 @@ class AnnotationWidget(QWidget):
             source = getattr(image.source, "path", None) or image.name
             name = add_pair(folder, np.asarray(image.data[crop]), np.asarray(layer.data[crop]), image.name,
                             source=str(source), crop=crop)
-            save_settings(SECTION, {"folder": folder, "min_size": self.min_size.value()})
+            self.state.folder = folder
+            self.state.remember()
             self.update_summary()
             show_info(f"Annotation: added '{name}' to {Path(folder).name} ({self.summary.text()})")
             return name

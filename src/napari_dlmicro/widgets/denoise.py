@@ -1,88 +1,92 @@
-"""The Denoising dock: train Noise2Void or CARE on layers, watch it learn, apply it."""
+"""The Denoising dock: train Noise2Void or CARE on layers, watch it learn, apply it to layers and folders."""
 from __future__ import annotations
 
-import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from napari.layers import Image
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton
 
-from napari_dlmicro.core.runtime.events import (
-    Metrics,
-    Preview,
-    Progress,
-    format_eta,
-)
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.axes import default_axes
+from napari_dlmicro.core.io.files import tiff_files
+from napari_dlmicro.core.jobs.denoise import apply_job, denoise_files_job
+from napari_dlmicro.core.jobs.train import read_training_data, train_job
+from napari_dlmicro.core.models.paths import store_dir
+from napari_dlmicro.core.models.restoration.network import load_restoration
+from napari_dlmicro.core.models.restoration.train import RestorationData
+from napari_dlmicro.core.models.store import list_models
+from napari_dlmicro.core.runtime.events import Metric, Metrics, Preview, PreviewKind, Progress, format_eta
+from napari_dlmicro.state.denoise import RESTORING_KINDS
 from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
+from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
+from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._status_line import StatusLine
+from napari_dlmicro.workers import JobHandle, start_job
 
 NONE = "—"
+PREVIEW_SIZE = {"Z": 32, "Y": 192, "X": 192}  # the field in view that training previews
 
 
-class DenoiseWidget(QWidget):
+class DenoiseWidget(DockPanel):
     """Dock widget: pick layers, train (live loss, ETA, preview), cancel, apply, compare."""
 
-    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+    def __init__(self, napari_viewer, parent=None) -> None:
+        super().__init__(napari_viewer, parent)
         self.model = None
-        self.job = None
+        self.job: JobHandle | None = None
         self._t_start = 0.0
-        self._folder = None
+        self._folder: Path | None = None
         self._preview_geometry = None
         self._placeholder: str | None = None
-        self.image, self.target, self.truth = QComboBox(), QComboBox(), QComboBox()
+        self.image, self.target, self.truth = (narrow_combo(QComboBox()) for _ in range(3))
         self.form = DenoiseSettingsForm(self.target)
-        f = self.form  # the settings most used from outside, by their short names
-        self.kind, self.minutes, self.epochs, self.patch, self.batch = f.kind, f.minutes, f.epochs, f.patch, f.batch
-        self.axes, self.channels, self.name = f.axes, f.channels, f.name
+        self.kind, self.axes, self.name = self.form.kind, self.form.axes, self.form.name
         self.train_btn, self.cancel_btn = QPushButton("Train"), QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.status = StatusLine("idle")
-        self.plot = LinePlot((Panel(("train_loss", "val_loss"), ("train", "validation"), log_y=True),))
-        self.models = QComboBox()
+        self.plot = LinePlot((Panel((Metric.TRAIN_LOSS, Metric.VAL_LOSS), ("train", "validation"), log_y=True),))
+        self.models = narrow_combo(QComboBox())
         self.load_btn, self.apply_btn = QPushButton("Load model"), QPushButton("Apply to layer")
         self.folder_btn = QPushButton("Apply to folder…")
-        self.quality = QLabel("")
+        self.quality = QLabel("", wordWrap=True)
         self._build()
-        for combo in (self.image, self.target, self.truth):
-            combo.setMinimumWidth(120)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
         self._refresh_models()
 
+    # the form's fields most used from outside, by their short names
+    minutes = property(lambda self: self.form.minutes)
+    epochs = property(lambda self: self.form.epochs)
+    patch = property(lambda self: self.form.patch)
+    batch = property(lambda self: self.form.batch)
+    channels = property(lambda self: self.form.channels)
+
     def _build(self) -> None:
         top = QFormLayout()
         top.addRow("image", self.image)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.train_btn), buttons.addWidget(self.cancel_btn)
+        buttons.addWidget(self.train_btn)
+        buttons.addWidget(self.cancel_btn)
         apply_form = QFormLayout()
         apply_form.addRow("model", self.models)
         apply_form.addRow("ground truth", self.truth)
         apply_row = QHBoxLayout()
         for b in (self.load_btn, self.apply_btn, self.folder_btn):
             apply_row.addWidget(b)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
-        layout.addWidget(self.plot)
-        layout.addLayout(apply_form)
-        layout.addLayout(apply_row)
-        layout.addWidget(self.quality)
+        self.body.addLayout(top)
+        self.body.addWidget(self.form)
+        self.body.addLayout(buttons)
+        self.body.addWidget(self.status)
+        self.body.addWidget(self.plot)
+        self.body.addLayout(apply_form)
+        self.body.addLayout(apply_row)
+        self.body.addWidget(self.quality)
+        self.body.addStretch(1)
         self.train_btn.clicked.connect(self.train)
         self.cancel_btn.clicked.connect(self.cancel)
         self.load_btn.clicked.connect(self.load_model)
@@ -90,8 +94,6 @@ class DenoiseWidget(QWidget):
         self.folder_btn.clicked.connect(self._apply_folder_dialog)
 
     def _refresh_layers(self, *_: Any) -> None:
-        from napari.layers import Image
-
         names = [layer.name for layer in self.viewer.layers
                  if isinstance(layer, Image) and not layer.name.endswith(("[preview]", "[denoised]"))]
         for combo, optional in ((self.image, False), (self.target, True), (self.truth, True)):
@@ -104,16 +106,18 @@ class DenoiseWidget(QWidget):
             combo.blockSignals(False)
 
     def _refresh_models(self) -> None:
-        from napari_dlmicro.core.models.store import list_models
-
         self.models.clear()
-        self.models.addItems([m.name for m in list_models() if m.kind in ("n2v", "care")])
+        self.models.addItems([m.name for m in list_models() if m.kind in RESTORING_KINDS])
+
+    def on_store_changed(self, folder: str) -> None:
+        """A model was saved: list it."""
+        self._refresh_models()
 
     def _layer(self, combo: QComboBox):
         name = combo.currentText()
         return None if name in ("", NONE) else self.viewer.layers[name]
 
-    def _axes(self, layer) -> str | None:
+    def _axes(self) -> str | None:
         return self.axes.text().strip().upper() or None
 
     def _busy(self, busy: bool) -> None:
@@ -124,34 +128,27 @@ class DenoiseWidget(QWidget):
     # ------------------------------------------------------------ training
     def _preview_spec(self, layer, axes: str | None):
         """(sample index, region) of the field in view: a crop around the camera centre."""
-        from napari_dlmicro.core.io.axes import default_axes
-
         data = layer.data
         axes = axes or default_axes(data.ndim, data.shape)
         spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
-        from napari_dlmicro.widgets.view_region import camera
-
         cam = camera(self.viewer)
-        centre = layer.world_to_data(cam.center if len(cam.center) == data.ndim
-                                     else self.viewer.dims.point)
+        centre = layer.world_to_data(cam.center if len(cam.center) == data.ndim else self.viewer.dims.point)
         region = []
         for i in spatial:
             n = data.shape[i]
-            size = min(n, 192 if axes[i] != "Z" else 32)
+            size = min(n, PREVIEW_SIZE[axes[i]])
             c = int(np.clip(round(float(centre[i])), 0, n - 1)) if i < len(centre) else n // 2
             start = int(np.clip(c - size // 2, 0, n - size))
             region.append(slice(start, start + size))
         t = int(self.viewer.dims.current_step[axes.index("T")]) if "T" in axes else 0
-        n_c = data.shape[axes.index("C")] if "C" in axes and self.channels.currentText() == "independent" else 1
+        channels = self.form.state.values["channels"] if "channels" in self.form.state.values else "independent"
+        n_c = data.shape[axes.index("C")] if "C" in axes and channels == "independent" else 1
         return (t * n_c, tuple(region)), spatial
 
     def train(self) -> None:
         """Start training on the chosen layer(s), or on CARE pairs from two folders."""
-        from napari_dlmicro.core.models.paths import store_dir
-        from napari_dlmicro.workers import start_job
-
-        settings = self.form.train_settings(self._axes(None), max(1, (os.cpu_count() or 1) - 1))  # a core for napari
-        kind, folders = settings.kind, self.form.pair_folders if settings.kind == "care" else None
+        state = self.form.state
+        kind, folders = state.kind, state.pair_folders if state.kind == "care" else None
         layer = self._layer(self.image)
         if layer is None and folders is None:
             self.status.setText("pick an image layer first" + (", or CARE pairs from folders" if kind == "care" else ""))
@@ -160,43 +157,35 @@ class DenoiseWidget(QWidget):
         if kind == "care" and folders is None and target is None:
             self.status.setText("CARE learns from pairs: pick the target layer, or pairs from folders")
             return
+        try:
+            args = state.job_args()
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
         self.form.save()
-        self._folder = folder = store_dir() / (self.name.text().strip() or f"{kind}_model")
+        self._folder = folder = store_dir() / args["name"]
+        axes = self._axes()
         if folders is None:
             image = np.asarray(layer.data)
-            targets = [np.asarray(target.data)] if target is not None else None
-            spec, spatial = self._preview_spec(layer, settings.axes)
-            self._preview_geometry = (layer, spec[1], spatial)
-            self._start_preview(image, spec[1], spatial)
-            job = self._layer_job(image, targets, settings, folder, spec)
+            data = RestorationData([image], [np.asarray(target.data)] if target is not None else None, axes)
+            preview, spatial = self._preview_spec(layer, axes)
+            self._preview_geometry = (layer, preview[1], spatial)
+            self._start_preview(image, preview[1], spatial)
+
+            def job(token):
+                return (yield from train_job(kind, data, out=folder, preview=preview, token=token, **args))
         else:
             self._preview_geometry = None
-            job = self._folder_job(folders, settings, folder)
+
+            def job(token):  # the pairs are read in the worker, not on the GUI thread
+                data = read_training_data("care", folders[0], targets=folders[1], axes=axes)
+                return (yield from train_job("care", data, out=folder, token=token, **args))
         self.plot.clear()
         self._busy(True)
         self._t_start = time.perf_counter()
-        self.job = start_job(job, title=f"train {kind}", on_event=self._on_event, on_result=self._on_trained,
-                             on_error=self._on_error, on_finished=self._on_train_finished)
-
-    @staticmethod
-    def _layer_job(image, targets, settings, folder, spec):
-        from napari_dlmicro.core.models.restoration.train import train_restoration
-
-        return lambda token: train_restoration([image], targets, settings, token, folder, spec)
-
-    @staticmethod
-    def _folder_job(folders: tuple[str, str], settings, folder):
-        """Read the pairs in the worker (not on the GUI thread), then train on them."""
-        from dataclasses import replace
-
-        from napari_dlmicro.core.data.samples import read_restoration_files
-        from napari_dlmicro.core.models.restoration.train import train_restoration
-
-        def job(token):
-            images, targets, axes, _ = read_restoration_files("care", folders[0], folders[1], settings.axes)
-            return (yield from train_restoration(images, targets, replace(settings, axes=axes), token, folder))
-
-        return job
+        self.job = self.track(start_job(job, title=f"train {kind}", on_event=self._on_event,
+                                        on_result=self._on_trained, on_error=self._on_error,
+                                        on_finished=self._on_train_finished))
 
     def _start_preview(self, image: np.ndarray, region: tuple[slice, ...], spatial: list[int]) -> None:
         """Show the raw field in view as the preview layer now; training replaces it as the model sharpens."""
@@ -206,11 +195,11 @@ class DenoiseWidget(QWidget):
         crop = np.asarray(image[index], np.float32)
         if crop.ndim != len(spatial):
             return  # joint channels: the preview arrives with the first snapshot
-        self._show_preview(Preview(crop, region, kind="image"))
+        self._show_preview(Preview(crop, region, PreviewKind.IMAGE))
         self.viewer.layers.selection.active = layer
 
     def cancel(self) -> None:
-        """Stop training; the best model so far stays saved and is loaded."""
+        """Stop the running job now; a training run keeps the best model saved so far."""
         if self.job is not None:
             self.job.cancel()
 
@@ -219,9 +208,10 @@ class DenoiseWidget(QWidget):
             return
         if isinstance(ev, Progress):
             self.status.setText(f"{ev.message} — {ev.fraction:.0%}, ETA {format_eta(ev.eta_s)}")
-        elif isinstance(ev, Metrics) and "val_loss" in ev.values:
+        elif isinstance(ev, Metrics) and Metric.VAL_LOSS in ev.values:
             self.plot.add(ev.step, ev.values)
-        elif isinstance(ev, Preview) and ev.kind == "image" and len(ev.region or ()) >= 2:
+        elif isinstance(ev, Preview) and ev.kind is PreviewKind.IMAGE and self._preview_geometry is not None \
+                and len(ev.region) == len(self._preview_geometry[2]):
             self._show_preview(ev)
 
     def _show_preview(self, ev: Preview) -> None:
@@ -240,6 +230,9 @@ class DenoiseWidget(QWidget):
 
     def _on_trained(self, result) -> None:
         self.model = result.model
+        if self.job is None:  # cancelled: the dock had moved on; the model it kept is the one saved
+            self.status.setText(f"cancelled: the best model so far is saved in {result.folder}")
+            return
         self.status.setText(f"trained: validation loss {result.best_val_loss:.4g}; saved to {result.folder}")
 
     def _on_error(self, message: str) -> None:
@@ -249,20 +242,14 @@ class DenoiseWidget(QWidget):
         self._busy(False)
         self.job = None
         if cancelled and self._folder is not None and (self._folder / "config.json").is_file():
-            from napari_dlmicro.core.models.restoration.network import load_restoration
-
             self.model = load_restoration(self._folder)
             self.status.setText(f"cancelled: the best model so far is saved in {self._folder}")
         elif cancelled:
-            self.status.setText("cancelled before the first validation: no model saved")
-        self._refresh_models()
+            self.status.setText("cancelled before the first validation: no model saved yet")
 
     # ------------------------------------------------------------ applying
     def load_model(self) -> None:
         """Load the model chosen in the list of stored models."""
-        from napari_dlmicro.core.errors import UserError
-        from napari_dlmicro.core.models.restoration.network import load_restoration
-
         try:
             self.model = load_restoration(self.models.currentText())
             self.status.setText(f"loaded {self.models.currentText()} ({self.model.kind})")
@@ -271,14 +258,11 @@ class DenoiseWidget(QWidget):
 
     def apply(self) -> None:
         """Denoise the chosen layer (every time point) into a float32 layer next to it."""
-        from napari_dlmicro.core.jobs.denoise import apply_job
-        from napari_dlmicro.workers import start_job
-
         layer = self._layer(self.image)
         if layer is None or self.model is None:
             self.status.setText("train or load a model, and pick an image layer")
             return
-        model, data, axes = self.model, np.asarray(layer.data), self._axes(layer)
+        model, data, axes = self.model, np.asarray(layer.data), self._axes()
         truth = self._layer(self.truth)
         truth_data = np.asarray(truth.data) if truth is not None and truth is not layer else None
         name = f"{layer.name} [denoised]"
@@ -286,11 +270,10 @@ class DenoiseWidget(QWidget):
         if self._placeholder is not None:  # a re-run keeps showing the previous result until the new one
             self._result_layer(layer, np.zeros(data.shape, np.float32), tuple(layer.contrast_limits))
         self._busy(True)
-        self.job = start_job(lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v",
-                                                     token=token),
-                             title="denoise", on_event=self._on_event,
-                             on_result=lambda res: self._show_result(layer, res), on_error=self._on_error,
-                             on_finished=self._on_apply_finished)
+        self.job = self.track(start_job(
+            lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v", token=token),
+            title="denoise", on_event=self._on_event, on_result=lambda res: self._show_result(layer, res),
+            on_error=self._on_error, on_finished=self._on_apply_finished))
 
     def _on_apply_finished(self, cancelled: bool) -> None:
         self._busy(False)
@@ -298,9 +281,13 @@ class DenoiseWidget(QWidget):
         placeholder, self._placeholder = self._placeholder, None
         if placeholder is not None and placeholder in self.viewer.layers:
             self.viewer.layers.remove(placeholder)
+        if cancelled:
+            self.status.setText("cancelled: the layer keeps its previous result")
 
     def _show_result(self, layer, res) -> None:
         """Put the output next to its input (same scale), or update it in place on a re-run."""
+        if self.job is None:
+            return  # cancelled meanwhile
         self._result_layer(layer, res.image, res.limits)
         self._placeholder = None
         preview = f"{layer.name} [preview]"
@@ -336,27 +323,27 @@ class DenoiseWidget(QWidget):
         if src and dst:
             self.apply_to_folder(src, dst)
 
-    def apply_to_folder(self, src: str, dst: str) -> None:
-        """Denoise every TIFF of ``src`` into ``dst/<stem>_denoised.tif`` in a worker."""
-        from napari_dlmicro.cli.denoise import denoise_files
-        from napari_dlmicro.core.models.restoration.network import save_restoration
-        from napari_dlmicro.workers import start_job
-
+    def apply_to_folder(self, src: str, dst: str) -> JobHandle | None:
+        """Denoise every TIFF of ``src`` into ``dst/<stem>_denoised.tif`` in a worker, file by file."""
         if self.model is None:
             self.status.setText("train or load a model first")
-            return
-        model_dir = self._folder if self._folder is not None and self._folder.is_dir() else None
-        if model_dir is None:
-            import tempfile
-            from pathlib import Path
-
-            model_dir = save_restoration(self.model, Path(tempfile.mkdtemp()) / "model")
-
-        def job(token):
-            written = denoise_files([src], dst, str(model_dir), progress=False)
-            yield Progress(1, 1, f"{len(written)} file(s) written")
-            return written
-
+            return None
+        try:
+            files = tiff_files([src])
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return None
+        model, axes = self.model, self._axes()
         self._busy(True)
-        self.job = start_job(job, title="denoise folder", on_event=self._on_event, on_error=self._on_error,
-                             on_finished=self._on_apply_finished)
+        self.job = self.track(start_job(
+            lambda token: denoise_files_job(files, dst, model, axes, token=token), title="denoise folder",
+            on_event=self._on_event, on_result=lambda written: self.status.setText(
+                f"{len(written)} file(s) written to {dst}"),
+            on_error=self._on_error, on_finished=self._on_folder_finished))
+        return self.job
+
+    def _on_folder_finished(self, cancelled: bool) -> None:
+        self._busy(False)
+        self.job = None
+        if cancelled:
+            self.status.setText("cancelled: the files already written are kept")

@@ -7,60 +7,48 @@ from __future__ import annotations
 
 import numpy as np
 from napari.layers import Labels
+from napari.utils.notifications import show_error
 from qtpy.QtGui import QFont
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.evaluation.segmentation import error_mask, score, table
+from napari_dlmicro.core.evaluation.segmentation import table
+from napari_dlmicro.core.jobs.evaluate import Evaluation, evaluate_job
+from napari_dlmicro.state.evaluate import EvaluateState
+from napari_dlmicro.widgets._bind import bind
+from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.workers import JobHandle, start_job
 
 ERRORS_SUFFIX = " [errors]"
+CURVES = ("precision", "recall", "f1", "ap")
 
 
-def _evaluate_job(pred: np.ndarray, gt: np.ndarray, ious: tuple[float, ...], token):
-    """Scores at each IoU and the error mask at the first one (a job generator without events)."""
-    token.check()
-    scores = score(pred, gt, ious)
-    token.check()
-    return scores, error_mask(pred, gt, ious[0])
-    yield  # unreachable: makes this function a generator
-
-
-class EvaluateWidget(QWidget):
+class EvaluateWidget(DockPanel):
     """Dock: prediction + ground truth -> table, plot against IoU, and an errors layer."""
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
+        self.state = EvaluateState()
         self.handle: JobHandle | None = None
         self.scores = None
-        layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.pred_combo = QComboBox(toolTip="Labels to score (a model's output)")
-        self.gt_combo = QComboBox(toolTip="Ground-truth labels")
-        self.iou_edit = QLineEdit("0.5 0.6 0.7 0.8 0.9", toolTip="IoU thresholds; the first one decides the errors layer")
+        self.pred_combo = narrow_combo(QComboBox(toolTip="Labels to score (a model's output)"))
+        self.gt_combo = narrow_combo(QComboBox(toolTip="Ground-truth labels"))
+        self.iou_edit = bind(self.state, "ious", QLineEdit(toolTip="IoU thresholds; the first decides the errors"))
         form.addRow("Prediction", self.pred_combo)
         form.addRow("Ground truth", self.gt_combo)
         form.addRow("IoU thresholds", self.iou_edit)
-        layout.addLayout(form)
-        button = QPushButton("Evaluate")
-        button.clicked.connect(self.evaluate)
-        layout.addWidget(button)
+        self.body.addLayout(form)
+        self.button = QPushButton("Evaluate")
+        self.button.clicked.connect(self._evaluate_or_cancel)
+        self.body.addWidget(self.button)
         self.table = QLabel("")
         self.table.setFont(QFont("monospace", 8))
-        layout.addWidget(self.table)
-        self.plot = LinePlot((Panel(("precision", "recall", "f1", "ap"), ("precision", "recall", "F1", "AP"),
-                                    y_range=(0.0, 1.0), markers=True),), xlabel="IoU threshold")
-        layout.addWidget(self.plot)
+        self.body.addWidget(self.table)
+        self.plot = LinePlot((Panel(CURVES, ("precision", "recall", "F1", "AP"), y_range=(0.0, 1.0), markers=True),),
+                             xlabel="IoU threshold")
+        self.body.addWidget(self.plot)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -76,35 +64,44 @@ class EvaluateWidget(QWidget):
                 combo.setCurrentText(current)
 
     def ious(self) -> tuple[float, ...]:
-        try:
-            return tuple(float(v) for v in self.iou_edit.text().replace(",", " ").split())
-        except ValueError:
-            raise UserError("IoU thresholds must be numbers", "type them like 0.5 0.7 0.9") from None
+        """The IoU thresholds typed in the dock, checked."""
+        return self.state.thresholds()
+
+    def _evaluate_or_cancel(self) -> None:
+        if self.handle is not None and not self.handle.finished:
+            self.handle.cancel()
+        else:
+            self.evaluate()
+
+    def _ended(self, cancelled: bool) -> None:
+        self.button.setText("Evaluate")
 
     def evaluate(self) -> JobHandle | None:
         """Score the chosen layers in a worker; the table, plot and errors layer follow."""
-        from napari.utils.notifications import show_error
-
         try:
-            pred = self.viewer.layers[self.pred_combo.currentText()]
-            gt = self.viewer.layers[self.gt_combo.currentText()]
+            names = self.pred_combo.currentText(), self.gt_combo.currentText()
+            if not all(n in self.viewer.layers for n in names):
+                raise UserError("pick a prediction and a ground truth", "both must be Labels layers")
+            pred, gt = (self.viewer.layers[n] for n in names)
             ious = self.ious()
-        except (KeyError, UserError) as exc:
-            show_error(f"Evaluate: {exc if isinstance(exc, UserError) else 'pick a prediction and a ground truth'}")
+        except UserError as exc:
+            show_error(f"Evaluate: {exc}")
             return None
         pred_data, gt_data = np.asarray(pred.data), np.asarray(gt.data)
 
-        def done(value) -> None:
-            self.scores, errors = value
+        def done(value: Evaluation) -> None:
+            if self.handle is None or self.handle.cancelled:
+                return
+            self.scores, errors = value.scores, value.errors
             self.table.setText(table(self.scores))
-            self.plot.set_curves([s.iou for s in self.scores],
-                                 {k: [getattr(s, k) for s in self.scores] for k in ("precision", "recall", "f1", "ap")})
+            self.plot.set_curves([s.iou for s in self.scores], {k: [getattr(s, k) for s in self.scores] for k in CURVES})
             name = pred.name + ERRORS_SUFFIX
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = errors
             else:
                 self.viewer.add_labels(errors, name=name, scale=pred.scale, translate=pred.translate, opacity=0.7)
 
-        self.handle = start_job(lambda token: _evaluate_job(pred_data, gt_data, ious, token), title="Evaluate",
-                                on_result=done)
+        self.button.setText("Cancel")
+        self.handle = self.track(start_job(lambda token: evaluate_job(pred_data, gt_data, ious, token),
+                                           title="Evaluate", on_result=done, on_finished=self._ended))
         return self.handle

@@ -1,4 +1,9 @@
-"""The Segmentation dock: pick an image and a model, preview in view, run, measure."""
+"""The Segmentation dock: pick an image and a model, preview in view, run, measure.
+
+A thin view of :class:`...state.segmentation.SegmentationState`: the fields
+edit the state, the state builds the job, the job's events fill a Labels
+layer tile by tile.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,96 +25,98 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
-    QWidget,
 )
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.jobs.segment import SegmentJob, SegmentResult, segment_job
 from napari_dlmicro.core.labels.measure import write_csv
 from napari_dlmicro.core.models.catalogue import CATALOGUE
+from napari_dlmicro.core.models.registry import Task, kinds
 from napari_dlmicro.core.models.store import list_models
-from napari_dlmicro.core.preferences import load_settings, save_settings
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
-from napari_dlmicro.core.runtime.events import Preview, Progress, format_eta
-from napari_dlmicro.widgets._layers import (
-    ensure_labels_layer,
-    output_name,
-    result_bands,
-    write_labels_region,
+from napari_dlmicro.core.runtime.events import Preview, PreviewKind, Progress
+from napari_dlmicro.state.segmentation import (
+    JOB_SETTINGS,
+    SegmentationState,
+    labels_dtype,
+    layer_axes,
+    model_kind,
 )
-from napari_dlmicro.widgets._model_choice import confirm_cpu_cost, model_kind, settings_for
+from napari_dlmicro.widgets._bind import bind, spin_for
+from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
+from napari_dlmicro.widgets._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
+from napari_dlmicro.widgets._model_choice import confirm_cpu_cost
+from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._settings_form import SettingsForm
 from napari_dlmicro.widgets._status_line import StatusLine
-from napari_dlmicro.widgets.view_region import camera, visible_region
+from napari_dlmicro.widgets.view_region import visible_region
 from napari_dlmicro.workers import JobHandle, start_job
 
-SECTION = "segmentation"
-SEGMENTING_KINDS = ("stardist", "cellpose", "semantic")  # model kinds the dock lists
+SEGMENTING_KINDS = tuple(k.name for k in kinds(Task.SEGMENT))  # model kinds the dock lists
+LIVE_DELAY_MS = 400
 
 
-class SegmentationWidget(QWidget):
+class SegmentationWidget(DockPanel):
     """Dock: image + model -> Labels layer (tile by tile) + measurements."""
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
+        self.state = SegmentationState()
         self.handle: JobHandle | None = None
         self.result: SegmentResult | None = None
         self._out_layer: Labels | None = None
         self._bands: list = []
         self._finished_pending: bool | None = None
-        self._remembered = load_settings(SECTION)
+        self._remembered = self.state.restore()
         self._build()
-        self._restore()
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._live_timer = QTimer(self, singleShot=True, interval=400, timeout=self.preview)
+        self._live_timer = QTimer(self, singleShot=True, interval=LIVE_DELAY_MS, timeout=self.preview)
         camera(self.viewer).events.center.connect(self._schedule_live)
         camera(self.viewer).events.zoom.connect(self._schedule_live)
         self.viewer.dims.events.current_step.connect(self._schedule_live)
-        self.destroyed.connect(lambda *_: self.cancel())
         offload.warm_up()
 
     # -- layout -------------------------------------------------------------
     def _build(self) -> None:
+        s = self.state
         form = QFormLayout()
-        self.image_combo = QComboBox(toolTip="Image layer to segment")
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.image_combo = narrow_combo(QComboBox(toolTip="Image layer to segment"))
         self.image_combo.currentIndexChanged.connect(self._on_image_changed)
         form.addRow("Image", self.image_combo)
-        self.axes_edit = QLineEdit(toolTip="One letter per dimension: T (time), Z, C (channel), Y, X")
+        self.axes_edit = bind(s, "axes", QLineEdit(toolTip="One letter per dimension: T (time), Z, C (channel), Y, X"))
         form.addRow("Axes", self.axes_edit)
-        self.channel_spin = QSpinBox(toolTip="Channel for one-channel models (-1: all channels)")
-        self.channel_spin.setRange(-1, 64)
+        self.channel_spin = QSpinBox(toolTip="Channel for one-channel models (all: every channel)")
+        self.channel_spin.setRange(-1, 255)
         self.channel_spin.setSpecialValueText("all")
-        self.channel_spin.setValue(-1)
-        form.addRow("Channel", self.channel_spin)
+        form.addRow("Channel", bind(s, "channel", self.channel_spin))
         row = QHBoxLayout()
-        self.model_combo = QComboBox(toolTip="Pretrained catalogue and stored models")
+        self.model_combo = narrow_combo(QComboBox(toolTip="Pretrained catalogue and stored models"))
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         browse = QPushButton("Browse…", toolTip="A model folder (ours or StarDist's) or a Cellpose weights file")
         browse.clicked.connect(self._browse_model)
         row.addWidget(self.model_combo, 1)
         row.addWidget(browse)
         form.addRow("Model", row)
-        self.settings_form = SettingsForm()
+        self.settings_form = SettingsForm(s.model_settings, none_text="model default")
         form.addRow(self.settings_form)
-        self.low_spin = QDoubleSpinBox(decimals=1, minimum=0, maximum=100, value=1.0, singleStep=0.5)
-        self.high_spin = QDoubleSpinBox(decimals=1, minimum=0, maximum=100, value=99.8, singleStep=0.1)
+        self.low_spin = bind(s, "norm_low", spin_for(JOB_SETTINGS["norm_low"], QDoubleSpinBox(decimals=1)))
+        self.high_spin = bind(s, "norm_high", spin_for(JOB_SETTINGS["norm_high"], QDoubleSpinBox(decimals=1)))
         norm = QHBoxLayout()
         norm.addWidget(self.low_spin)
         norm.addWidget(self.high_spin)
-        form.addRow("Normalise (percentiles)", norm)
-        self.tile_spin = QSpinBox(minimum=0, maximum=8192, singleStep=128, value=1024,
-                                  toolTip="Tile size in pixels (0: whole image at once)")
+        form.addRow("Normalise (%)", norm)
+        self.tile_spin = spin_for(JOB_SETTINGS["tile"], QSpinBox())
         self.tile_spin.setSpecialValueText("whole image")
-        form.addRow("Tile", self.tile_spin)
+        form.addRow("Tile", bind(s, "tile", self.tile_spin))
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICE_CHOICES)
-        form.addRow("Device", self.device_combo)
-        self.live_check = QCheckBox("Live preview of the view", toolTip="Re-segment what is in view when you pan, zoom or change plane")
+        form.addRow("Device", bind(s, "device", self.device_combo))
+        self.live_check = bind(s, "live", QCheckBox("Live preview of the view",
+                                                    toolTip="Re-segment what is in view when you pan, zoom or "
+                                                            "change plane"))
         form.addRow(self.live_check)
 
         buttons = QHBoxLayout()
@@ -123,18 +130,19 @@ class SegmentationWidget(QWidget):
             buttons.addWidget(b)
         self.progress = QProgressBar(maximum=1000)
         self.status = StatusLine("Idle")
-        self.count_label = QLabel("")
+        self.count_label = QLabel("", wordWrap=True)
         self.export_button = QPushButton("Export CSV…", enabled=False)
         self.export_button.clicked.connect(self._export_csv)
+        s.status.events.text.connect(self._show_status)
+        s.status.events.fraction.connect(self._show_fraction)
+        s.status.events.running.connect(self._show_running)
+        s.events.count.connect(self._show_count)
 
-        outer = QVBoxLayout(self)
-        outer.addLayout(form)
-        outer.addLayout(buttons)
-        outer.addWidget(self.progress)
-        outer.addWidget(self.status)
-        outer.addWidget(self.count_label)
-        outer.addWidget(self.export_button)
-        outer.addStretch(1)
+        for part in (form, buttons):
+            self.body.addLayout(part)
+        for w in (self.progress, self.status, self.count_label, self.export_button):
+            self.body.addWidget(w)
+        self.body.addStretch(1)
         self._refresh_layers()
         self._refresh_models()
 
@@ -165,44 +173,34 @@ class SegmentationWidget(QWidget):
         self.model_combo.blockSignals(False)
         self._on_model_changed()
 
+    def on_store_changed(self, folder: str) -> None:
+        """A model was saved: list it."""
+        self._refresh_models()
+
     def _on_image_changed(self, *_) -> None:
         layer = self._image_layer()
         if layer is None:
             return
+        self.state.image = layer.name
         axes = layer.metadata.get("axes") if isinstance(layer.metadata, dict) else None
-        axes = (axes or "").replace("C", "").replace("S", "")
-        if len(axes) != layer.data.ndim - (1 if layer.rgb else 0):
-            axes = default_axes(layer.data.ndim - (1 if layer.rgb else 0)).replace("C", "")
-        self.axes_edit.setText(axes + ("C" if layer.rgb else ""))
+        self.state.axes = layer_axes(axes, layer.data.ndim, layer.rgb)
 
     def _on_model_changed(self, *_) -> None:
         ref = self.model_combo.currentData()
         if ref is None:
             return
-        kind = model_kind(ref)
-        self.settings_form.set_settings(settings_for(kind), self._remembered.get(f"settings:{kind}"))
+        try:
+            self.state.choose_model(ref, self._remembered.get(f"settings:{model_kind(ref)}"))
+        except UserError as exc:
+            show_error(f"Segmentation: {exc}")
 
     def _browse_model(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Model folder")
         if path:
             self._refresh_models(select=path)
 
-    # -- state ---------------------------------------------------------------
-    def _restore(self) -> None:
-        r = self._remembered
-        self.low_spin.setValue(r.get("norm_low", 1.0))
-        self.high_spin.setValue(r.get("norm_high", 99.8))
-        self.tile_spin.setValue(int(r.get("tile", 1024)))
-        self.device_combo.setCurrentText(r.get("device", "auto"))
-
     def _remember(self) -> None:
-        kind = model_kind(self.model_combo.currentData() or "")
-        self._remembered.update(
-            model=self.model_combo.currentData(), norm_low=self.low_spin.value(), norm_high=self.high_spin.value(),
-            tile=self.tile_spin.value(), device=self.device_combo.currentText(),
-            **{f"settings:{kind}": self.settings_form.raw()},
-        )
-        save_settings(SECTION, self._remembered)
+        self.state.remember()
 
     def _image_layer(self) -> Image | None:
         name = self.image_combo.currentText()
@@ -219,19 +217,7 @@ class SegmentationWidget(QWidget):
         if isinstance(layer, Labels) or not isinstance(layer, Image):
             raise UserError(f"'{layer.name}' is a {type(layer).__name__} layer, not an image",
                             "choose an Image layer as input; Labels layers hold masks or annotations")
-        ref = self.model_combo.currentData()
-        if not ref:
-            raise UserError("no model is chosen", "pick a model from the list or Browse… to a model folder")
-        axes = self.axes_edit.text().strip().upper() or None
-        spatial = [a for a in (axes or "") if a in "ZYX"]
-        scale = dict(zip(spatial, tuple(layer.scale)[-len(spatial):])) if spatial else None
-        channel = self.channel_spin.value()
-        return SegmentJob(
-            image=layer.data, model=ref, axes=axes, channel=None if channel < 0 else channel,
-            settings=self.settings_form.values(), tile=self.tile_spin.value() or None,
-            device=self.device_combo.currentText(), norm_low=self.low_spin.value(),
-            norm_high=self.high_spin.value(), region=region, scale=scale,
-        )
+        return self.state.build_job(layer.data, tuple(layer.scale), region)
 
     def run(self) -> None:
         """Segment the whole image."""
@@ -242,10 +228,10 @@ class SegmentationWidget(QWidget):
         layer = self._image_layer()
         if layer is None:
             return self._start(region=None)
-        self._start(region=visible_region(self.viewer, layer, self.axes_edit.text().strip().upper()))
+        self._start(region=visible_region(self.viewer, layer, self.state.axes.strip().upper()))
 
     def _schedule_live(self, *_) -> None:
-        if self.live_check.isChecked() and self.handle is None:
+        if self.state.live and self.handle is None:
             self._live_timer.start()
 
     def _start(self, region) -> None:
@@ -258,42 +244,49 @@ class SegmentationWidget(QWidget):
         except UserError as exc:
             show_error(f"Segmentation: {exc}")
             return
-        self._remember()
-        if not confirm_cpu_cost(self, self.device_combo.currentText(), job):
+        self.state.remember()
+        if not confirm_cpu_cost(self, job):
             return
         name = output_name(layer.name, str(self.model_combo.currentText()).split()[0])
         self._pending = (layer, name)
         # The layer is made (or cleared) now, at the click, so nothing heavy happens while tiles stream in.
-        self._out_layer = ensure_labels_layer(self.viewer, name, self._output_shape(layer), layer, np.uint16)
+        self._out_layer = ensure_labels_layer(self.viewer, name, self.state.output_shape(layer.data.shape), layer,
+                                              np.uint16)
         if region is None and self._out_layer.data.any():
             self._out_layer.data[...] = 0
             self._out_layer.refresh()
-        self._set_running(True, "Loading model…" if region is None else "Previewing the view…")
-        self.handle = start_job(
-            lambda token: segment_job(job, token), title="Segmentation",
-            on_event=self._on_event, on_result=self._on_result,
-            on_error=lambda msg: self.status.setText(f"Error: {msg}"), on_finished=self._on_finished,
-        )
+        self.state.status.start("Loading model…" if region is None else "Previewing the view…")
+        self._tiles_shown = 0
+        started: dict[str, JobHandle] = {}
+        handle = start_job(lambda token: segment_job(job, token), title="Segmentation", on_event=self._on_event,
+                           on_result=lambda result: self._on_result(result, started.get("handle")),
+                           on_error=lambda msg: self.state.status.idle(f"Error: {msg}"),
+                           on_finished=self._on_finished)
+        self.handle = started["handle"] = self.track(handle)
 
     def cancel(self) -> None:
-        """Stop the running job; finished tiles stay in the layer."""
+        """Stop the running job now; finished tiles stay in the layer, and the dock is usable at once."""
         if self.handle is not None:
-            self.status.setText("Cancelling…")
             self.handle.cancel()
 
-    def _set_running(self, running: bool, text: str) -> None:
+    def _show_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _show_fraction(self, fraction: float) -> None:
+        self.progress.setValue(int(fraction * 1000))
+
+    def _show_count(self, text: str) -> None:
+        self.count_label.setText(text)
+
+    def _show_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.preview_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        self.status.setText(text)
-        if running:
-            self.progress.setValue(0)
 
     def _on_event(self, ev) -> None:
         if isinstance(ev, Progress):
-            self.progress.setValue(int(ev.fraction * 1000))
-            self.status.setText(f"{ev.message} — ETA {format_eta(ev.eta_s)}")
-        elif isinstance(ev, Preview) and ev.kind == "labels":
+            self.state.status.progress(ev)
+        elif isinstance(ev, Preview) and ev.kind is PreviewKind.LABELS:
             self._show_tile(ev)
 
     def _show_tile(self, ev: Preview) -> None:
@@ -301,20 +294,18 @@ class SegmentationWidget(QWidget):
         if out is None:
             return
         self._fit_dtype(int(ev.data.max(initial=0)))
-        region = tuple(ev.region)
-        current = out.data[region]
-        write_labels_region(out, region, np.where(ev.data > 0, ev.data, current).astype(out.data.dtype, copy=False))
+        self._tiles_shown += 1
+        current = out.data[ev.region]
+        write_labels_region(out, ev.region, np.where(ev.data > 0, ev.data, current).astype(out.data.dtype, copy=False))
 
     def _fit_dtype(self, largest: int) -> None:
         out = self._out_layer
         if largest > np.iinfo(out.data.dtype).max:
-            out.data = out.data.astype(np.uint32)
+            out.data = out.data.astype(labels_dtype(largest))
 
-    def _output_shape(self, layer: Image) -> tuple[int, ...]:
-        axes = self.axes_edit.text().strip().upper() or default_axes(layer.data.ndim, layer.data.shape)
-        return tuple(n for a, n in zip(axes, layer.data.shape) if a not in "CS")
-
-    def _on_result(self, result: SegmentResult) -> None:
+    def _on_result(self, result: SegmentResult, handle: JobHandle | None) -> None:
+        if handle is None or handle is not self.handle or handle.cancelled:
+            return  # a cancelled run's result: the dock has moved on
         self.result = result
         out = self._out_layer
         if out is None or out.data.shape != result.full_shape:
@@ -341,28 +332,29 @@ class SegmentationWidget(QWidget):
     def _show_summary(self, result: SegmentResult) -> None:
         if result.table is not None and not result.class_map:  # a class map's rows are regions, not its ids
             self._out_layer.features = result.table
-        where = "in view" if result.placement != tuple(slice(0, s) for s in result.full_shape) else "in the image"
-        what = ("class" if result.n_objects == 1 else "classes") if result.class_map else "objects"
-        self.count_label.setText(f"{result.n_objects} {what} {where} ({result.model_name})")
+        in_view = result.placement != tuple(slice(0, s) for s in result.full_shape)
+        self.state.count = self.state.summary(result.n_objects, result.class_map, in_view, result.model_name)
         self.export_button.setEnabled(result.table is not None)
         for note in result.notes:
             show_info(note)
 
     def _on_finished(self, cancelled: bool) -> None:
-        if self._bands:
+        if self._bands and not cancelled:
             self._finished_pending = cancelled
             return
+        self._bands = []
         self._go_idle(cancelled)
 
     def _go_idle(self, cancelled: bool) -> None:
         self.handle = None
         if cancelled:
-            self._set_running(False, "Cancelled: finished tiles are kept in the layer")
-        elif not self.status.text().startswith("Error"):
-            self.progress.setValue(1000)
-            self._set_running(False, "Done")
+            n = self._tiles_shown
+            kept = f"{n} finished tile{'s' if n != 1 else ''} kept in the layer" if n else "nothing had finished"
+            self.state.status.idle(f"Cancelled: {kept}")
+        elif not self.state.status.text.startswith("Error"):
+            self.state.status.idle("Done", done=True)
         else:
-            self._set_running(False, self.status.text())
+            self.state.status.idle(self.state.status.text)
 
     def _export_csv(self) -> None:
         if self.result is None or self.result.table is None:

@@ -31,9 +31,3 @@ def visible_region(viewer, layer, axes: str) -> dict:
         else:
             region[a] = slice(0, n)
     return region
-
-
-def camera(viewer):
-    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera

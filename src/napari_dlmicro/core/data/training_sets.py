@@ -23,6 +23,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.atomic import atomic_output
 from napari_dlmicro.core.io.files import image_name, pair_by_name
 from napari_dlmicro.core.io.tiff_read import read_image
+from napari_dlmicro.core.labels.edit import fill_holes, relabel_sequential
 
 TIFF = (".tif", ".tiff")
 CELLPOSE_SUFFIX = "_masks"
@@ -210,8 +211,6 @@ def spatial_ndim(pairs: Sequence[Pair]) -> int:
 
 def clean_mask(mask: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Fill holes and relabel 1..N; returns the mask and a note for each fix."""
-    from napari_dlmicro.core.labels.edit import fill_holes, relabel_sequential
-
     notes = []
     ids = np.unique(mask[mask > 0])
     filled = fill_holes(mask)

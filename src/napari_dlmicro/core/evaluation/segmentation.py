@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from stardist.matching import matching, matching_dataset
 
 from napari_dlmicro.core.errors import UserError
 
@@ -63,8 +64,6 @@ def _from_stats(iou: float, s) -> Score:
 
 def score(pred: np.ndarray, gt: np.ndarray, ious: Sequence[float] = DEFAULT_IOUS) -> list[Score]:
     """Scores of one prediction against its ground truth at each IoU threshold."""
-    from stardist.matching import matching
-
     pred, gt = _check_pair(pred, gt)
     ious = _check_ious(ious)
     stats = matching(gt, pred, thresh=list(ious))
@@ -75,8 +74,6 @@ def score(pred: np.ndarray, gt: np.ndarray, ious: Sequence[float] = DEFAULT_IOUS
 def score_many(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray],
                ious: Sequence[float] = DEFAULT_IOUS) -> list[Score]:
     """Scores pooled over many images (counts summed, as stardist's ``matching_dataset``)."""
-    from stardist.matching import matching_dataset
-
     if len(preds) != len(gts) or not preds:
         raise UserError(f"{len(preds)} predictions but {len(gts)} ground-truth images", "give one prediction per image")
     pairs = [_check_pair(p, g) for p, g in zip(preds, gts)]
@@ -100,8 +97,6 @@ def f1_at(pred: np.ndarray, gt: np.ndarray, iou: float = 0.5) -> float:
 
 def error_mask(pred: np.ndarray, gt: np.ndarray, iou: float = 0.5) -> np.ndarray:
     """A label image of mistakes: 1 = false positive (unmatched prediction), 2 = miss (unmatched truth)."""
-    from stardist.matching import matching
-
     pred, gt = _check_pair(pred, gt)
     out = np.zeros(pred.shape, np.uint8)
     m = matching(gt, pred, thresh=iou, report_matches=True)

@@ -3,7 +3,8 @@
 The kind comes from the registry, its settings are checked against the ranges
 it declares (unknown names and values out of range are refused with a message
 naming them), its data is read the way the kind learns (masks or class maps
-for segmentation, targets for CARE, the images alone for Noise2Void), and
+for segmentation, targets for CARE, the images alone for Noise2Void, masks
+and class tables for a classifier), and
 its trainer runs on the one training loop. The result is a :class:`TrainResult`.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from napari_dlmicro.core.data.training_sets import load_pairs
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.files import pair_by_name, tiff_files
 from napari_dlmicro.core.io.tiff_read import read_image
+from napari_dlmicro.core.models.classifier.data import read_classifier_data
 from napari_dlmicro.core.models.registry import TrainsOn, get_kind
 from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.models.store import notify_store_changed
@@ -26,9 +28,18 @@ from napari_dlmicro.core.training.result import TrainResult
 
 
 def read_training_data(kind: str, images: str | Path, masks: str | Path | None = None,
-                       targets: str | Path | None = None, axes: str | None = None) -> Any:
-    """What ``kind`` trains on, read from disk: training-set pairs, or images (and CARE's targets)."""
+                       targets: str | Path | None = None, axes: str | None = None,
+                       classes: str | Path | None = None) -> Any:
+    """What ``kind`` trains on, read from disk: training-set pairs, images (and CARE's targets), or a
+    classifier's images, masks and class tables (``classes``: a folder of ``<stem>.csv`` with label,class)."""
     k = get_kind(kind)
+    if k.trains_on is TrainsOn.CLASSES:
+        if targets is not None:
+            raise UserError(f"the {k.title.lower()} learns from masks and classes, not targets",
+                            "give --masks DIR and --classes DIR")
+        return read_classifier_data(images, masks, classes)
+    if classes is not None:
+        raise UserError(f"{k.title} does not learn from object classes", "train a classifier on --classes")
     if k.trains_on in (TrainsOn.MASKS, TrainsOn.CLASS_MAPS):
         if targets is not None:
             raise UserError(f"{k.title} learns from masks, not targets", "give --masks DIR (or a training-set folder)")
@@ -78,6 +89,7 @@ def train_job(kind: str, data: Any, settings: Mapping[str, Any] | None = None, *
 
 
 def train_from_folders(kind: str, images: str | Path, masks: str | Path | None = None,
-                       targets: str | Path | None = None, axes: str | None = None, **kwargs: Any) -> TrainResult:
+                       targets: str | Path | None = None, axes: str | None = None,
+                       classes: str | Path | None = None, **kwargs: Any) -> TrainResult:
     """Headless: train ``kind`` on files (keyword arguments as :func:`train_job`)."""
-    return run_to_end(train_job(kind, read_training_data(kind, images, masks, targets, axes), **kwargs))
+    return run_to_end(train_job(kind, read_training_data(kind, images, masks, targets, axes, classes), **kwargs))

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.draw import line
+from skimage.segmentation import relabel_sequential as _relabel
 
 from napari_dlmicro.core.errors import UserError
 
@@ -97,8 +99,6 @@ def remove_small(labels: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     """Ids 1..N in order of first appearance in the sorted id list, background kept at 0."""
-    from skimage.segmentation import relabel_sequential as _relabel
-
     labels = _labels(labels)
     return _relabel(labels)[0]
 
@@ -136,8 +136,6 @@ def merge_at(labels: np.ndarray, p: Sequence[float], q: Sequence[float],
 
 
 def _line_pixels(points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from skimage.draw import line
-
     rr, cc = [], []
     for p, q in zip(points[:-1], points[1:]):
         r, c = line(int(round(p[0])), int(round(p[1])), int(round(q[0])), int(round(q[1])))

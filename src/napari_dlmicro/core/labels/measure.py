@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from skimage.measure import find_contours, regionprops, regionprops_table
+from skimage.measure import find_contours, label, regionprops, regionprops_table
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.atomic import atomic_output
@@ -185,8 +185,6 @@ def measure_frames(labels: np.ndarray, intensity: np.ndarray | None, axes: str,
 
 def measure_class_regions(classes, image=None, scale=None, unit: str = "um") -> dict[str, np.ndarray]:
     """:func:`measure_labels` of every connected region of a class map, with its ``class``."""
-    from skimage.measure import label
-
     classes = _check_labels(classes)
     regions = label(classes, background=0)
     class_of = np.zeros(int(regions.max()) + 1, np.int64)

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from napari_dlmicro.core.errors import UserError
@@ -38,9 +40,6 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def load_safetensors(net: nn.Module, folder: Path) -> None:
     """Load ``weights.safetensors`` into ``net``; mismatches are a clear error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         others = sorted(p.name for p in Path(folder).iterdir() if p.suffix in {".pt", ".pth", ".ckpt", ".pkl"})
@@ -60,8 +59,6 @@ def load_safetensors(net: nn.Module, folder: Path) -> None:
 
 def save_model_folder(folder: Path, config: dict[str, Any], net: nn.Module) -> Path:
     """Write ``config`` and ``net``'s weights atomically into ``folder``."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     config = {"format_version": FORMAT_VERSION, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), **config}
 

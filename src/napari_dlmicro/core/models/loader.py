@@ -7,11 +7,11 @@ import torch
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import Segmenter
-from napari_dlmicro.core.models.catalogue import CATALOGUE
+from napari_dlmicro.core.models.catalogue import CATALOGUE, pretrained_folder
 from napari_dlmicro.core.models.folder import read_config
 from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.models.registry import KINDS, Task, get_kind
-from napari_dlmicro.core.models.stardist.folder import is_official_folder
+from napari_dlmicro.core.models.stardist.folder import is_official_folder, stardist_defaults
 
 
 def resolve(ref: str | Path) -> str | Path:
@@ -62,3 +62,20 @@ def load_segmenter(ref: str | Path, device: torch.device | None = None) -> Segme
         raise UserError(f"'{Path(str(ref)).name}' holds a {kind.title} model, which cannot segment",
                         "pick a StarDist, Cellpose or semantic model for segmentation")
     return load_model(ref, device)
+
+
+def model_defaults(ref: str | Path) -> dict[str, float]:
+    """A model's own prediction settings, read from its files without loading it (what is known; may be empty)."""
+    try:
+        kind = get_kind(kind_of(ref))
+    except UserError:
+        return {}
+    own = {s.name: s.default for s in kind.predict_settings}
+    target = resolve(ref)
+    folder = pretrained_folder(CATALOGUE[target]) if isinstance(target, str) and kind.name == "stardist" else target
+    if kind.name == "stardist" and isinstance(folder, Path) and folder.is_dir():
+        try:
+            own.update(stardist_defaults(folder))
+        except (UserError, OSError, ValueError, TypeError):
+            pass  # an unreadable folder: the kind's defaults; loading it will say what is wrong
+    return own

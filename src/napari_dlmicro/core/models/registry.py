@@ -19,6 +19,7 @@ from typing import Any
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.cellpose import settings as cellpose_settings
+from napari_dlmicro.core.models.classifier import settings as classifier_settings
 from napari_dlmicro.core.models.restoration import settings as restoration_settings
 from napari_dlmicro.core.models.semantic import settings as semantic_settings
 from napari_dlmicro.core.models.stardist import settings as stardist_settings
@@ -32,6 +33,7 @@ class Task(str, Enum):
 
     SEGMENT = "segment"  # an image in, labels (objects or classes) out
     RESTORE = "restore"  # an image in, an image out
+    CLASSIFY = "classify"  # an image and its objects in, a class per object out
 
 
 class TrainsOn(str, Enum):
@@ -41,6 +43,7 @@ class TrainsOn(str, Enum):
     CLASS_MAPS = "class maps"  # one class id per pixel
     TARGETS = "targets"  # a clean or high-quality image per input
     IMAGES = "images"  # the noisy images themselves
+    CLASSES = "object classes"  # label images and the class of some of their objects
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("care", "CARE", Task.RESTORE, "supervised restoration from pairs of low and high quality images",
          TrainsOn.TARGETS, restoration_settings.TrainSettings, restoration_settings.CARE_TRAIN_SETTINGS, (),
          f"{_M}.restoration.network:load_restoration", f"{_M}.restoration.train:train_kind", fixed={"kind": "care"}),
+    Kind("classifier", "Classifier", Task.CLASSIFY, "a class for every segmented object, learnt from a few "
+         "labelled ones", TrainsOn.CLASSES,
+         classifier_settings.ClassifierTraining, classifier_settings.TRAIN_SETTINGS, (),
+         f"{_M}.classifier.folder:load_classifier", f"{_M}.classifier.train:train_kind"),
 )}
 
 

@@ -91,6 +91,29 @@ class UNetConfig:
         """Each spatial size must be a multiple of these."""
         return tuple(p**self.depth for p in self.pool)
 
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        """A safe upper bound, per spatial axis, on the pixels of context that can change one output.
+
+        Each convolution adds its half-kernel at its scale, each pooling (a
+        blur-pool reads one more pixel each side) and upsampling step its
+        window, so a region read with this much margin gives the whole image's outputs.
+        """
+        kernels = tuple(self.kernel) if isinstance(self.kernel, (tuple, list)) else (int(self.kernel),) * self.ndim
+        out = []
+        for d in range(self.ndim):
+            half, pool = kernels[d] // 2, int(self.pool[d])
+            radius, scale = 0, 1
+            for _ in range(self.depth):  # convolutions, then pooling
+                radius += self.n_conv * half * scale + pool * scale
+                scale *= pool
+            radius += self.n_conv * half * scale
+            for _ in range(self.depth):  # upsampling, then convolutions
+                scale //= pool
+                radius += pool * scale + self.n_conv * half * scale
+            out.append(radius)
+        return tuple(out)
+
 
 class BlurPool(nn.Module):
     """Max-blur-pooling: max over a ``pool`` window with stride 1, then a [1, 2, 1] blur with stride ``pool``.

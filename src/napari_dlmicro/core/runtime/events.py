@@ -109,6 +109,9 @@ class Notice:
     message: str
     level: Level = Level.INFO
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", Level(self.level))  # "warning" reads as Level.WARNING
+
 
 Event = Progress | Preview | Metrics | Notice
 Job = Generator[Event, None, Any]

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from napari_dlmicro.core.runtime.events import Job, Notice
+from napari_dlmicro.core.runtime.events import Job, Level, Notice
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -35,8 +35,8 @@ def forward_or_shrink(forward: Callable[[], Any], in_tiles: Callable[[int], Job]
     free_gpu_memory(device)
     smaller = max(tile // 2, min_tile)
     if smaller < tile:
-        yield Notice(f"GPU memory ran out: retrying with smaller tiles ({smaller} pixels)", "warning")
+        yield Notice(f"GPU memory ran out: retrying with smaller tiles ({smaller} pixels)", Level.WARNING)
         return (yield from in_tiles(smaller))
-    yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", "warning")
+    yield Notice("GPU memory ran out even with small tiles: continuing on the CPU (slower)", Level.WARNING)
     to_cpu()
     return forward()

@@ -139,9 +139,9 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
             if trainer.validate_first:
                 row = yield from _validation(trainer, token, budget, state)
                 history.append(row)
-                yield Metrics(0, row)
                 if trainer.continued:  # a continued model must not be replaced by worse weights
                     keeper.offer(trainer.rank(row), trainer.weights(), 0, start=True)
+                yield Metrics(0, row)
             last_val, last_event = 0.0, budget.elapsed()
             last_preview = last_event
             step = 0
@@ -168,8 +168,9 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
                     row = yield from _validation(trainer, token, budget, state)
                     last_val = budget.elapsed()
                     history.append(row)
-                    yield Metrics(step, row)
+                    # checkpoint before yielding: the dock may load it the moment it sees the row
                     keeper.offer(trainer.rank(row), trainer.weights(), step)
+                    yield Metrics(step, row)
                 if trainer.preview_every_s is not None and now - last_preview >= trainer.preview_every_s:
                     last_preview = now
                     preview = trainer.preview()
@@ -178,8 +179,8 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
             if step and (not history or history[-1][Metric.STEP] != step):
                 row = yield from _validation(trainer, token, budget, state)  # the last weights, validated too
                 history.append(row)
-                yield Metrics(step, row)
                 keeper.offer(trainer.rank(row), trainer.weights(), step)
+                yield Metrics(step, row)
             if trainer.keep_last_at_budget and stopped is StopReason.BUDGET and step and history:
                 keeper.keep(trainer.weights(), step, trainer.rank(history[-1]))
         except OutOfTime:  # the budget ran out inside a step: that step is dropped

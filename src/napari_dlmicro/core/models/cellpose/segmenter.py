@@ -48,14 +48,15 @@ from napari_dlmicro.core.models.cellpose.tiling import (
     network_work,
 )
 from napari_dlmicro.core.models.cellpose.weights import (
+    cellpose_module,
     check_weights_file,
-    import_cellpose,
     locate_weights,
 )
-from napari_dlmicro.core.runtime.cancel import CancelToken, run_blocking
+from napari_dlmicro.core.runtime.cancel import CancelToken, cancellable_forward, run_blocking
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import (
     Job,
+    Level,
     Notice,
     Progress,
     ProgressClock,
@@ -78,13 +79,10 @@ def load_cellpose(
     downloaded (saying what to download and where to put it), or when a file is
     unsafe to open or not a complete Cellpose-SAM model.
     """
-    import_cellpose()
-    from cellpose.models import CellposeModel
-
     device = device if isinstance(device, torch.device) else resolve_device(device)
     path, name = locate_weights(model)
     check_weights_file(path)
-    cp_model = CellposeModel(pretrained_model=str(path), device=device, use_bfloat16=_use_bfloat16(device))
+    cp_model = cellpose_module("models").CellposeModel(pretrained_model=str(path), device=device, use_bfloat16=_use_bfloat16(device))
     return CellposeSegmenter(cp_model, name=name, source=str(path))
 
 
@@ -231,7 +229,7 @@ class CellposeSegmenter(Segmenter):
                 nonlocal reporter
                 reporter = _BatchReporter(emit, token, batches)
                 emit(reporter.clock.tick(0, "Cellpose: starting"))
-                with reporter.attached(self.model.net):
+                with reporter.attached(self.model.net), cancellable_forward(self.model.net, token):
                     masks = self.model.eval(x, batch_size=self.batch_size, **options)[0]
                 return masks
 
@@ -255,12 +253,12 @@ class CellposeSegmenter(Segmenter):
             ) from exc
         self.batch_size, to_cpu = plan
         if not to_cpu:
-            return Notice(f"GPU memory ran out; Cellpose retries with {self.batch_size} tile(s) per batch", "warning")
+            return Notice(f"GPU memory ran out; Cellpose retries with {self.batch_size} tile(s) per batch", Level.WARNING)
         _move_to_cpu(self.model)
         return Notice(
             "GPU memory ran out even one tile at a time; Cellpose now runs on the CPU (much slower). "
             "Reload the model to use the GPU again",
-            "warning",
+            Level.WARNING,
         )
 
 

@@ -32,10 +32,10 @@ from napari_dlmicro.core.io.atomic import write_folder_atomically
 from napari_dlmicro.core.models.cellpose.segmenter import CellposeSegmenter, load_cellpose
 from napari_dlmicro.core.models.cellpose.settings import CellposeTraining
 from napari_dlmicro.core.models.cellpose.tiling import TILE
-from napari_dlmicro.core.models.cellpose.weights import import_cellpose
+from napari_dlmicro.core.models.cellpose.weights import cellpose_module
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import resolve_device
-from napari_dlmicro.core.runtime.events import Job, Metric, Notice
+from napari_dlmicro.core.runtime.events import Job, Level, Metric, Notice
 from napari_dlmicro.core.training.budget import Budget
 from napari_dlmicro.core.training.fit import Trainer, fit
 
@@ -59,10 +59,13 @@ def _three_channels(image: np.ndarray, mask_ndim: int) -> np.ndarray:
     return np.ascontiguousarray(x, np.float32)
 
 
-def _flows(masks: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
-    from cellpose import dynamics  # cellpose is imported on first use only (torchvision, seconds)
+def _loss(lbl, y, device):
+    """cellpose's own segmentation loss (flows and cell probability; a private function of cellpose 4)."""
+    return cellpose_module("train")._loss_fn_seg(lbl, y, device)
 
-    return [f[1:] for f in dynamics.labels_to_flows([np.asarray(m, np.int32) for m in masks], device=device)]
+
+def _flows(masks: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
+    return [f[1:] for f in cellpose_module("dynamics").labels_to_flows([np.asarray(m, np.int32) for m in masks], device=device)]
 
 
 class CellposeTrainer(Trainer):
@@ -74,9 +77,7 @@ class CellposeTrainer(Trainer):
 
     def __init__(self, base: CellposeSegmenter, train: Sequence, val: Sequence, s: CellposeTraining,
                  name: str, source: str, token: CancelToken) -> None:
-        import_cellpose()
-        from cellpose import utils
-
+        utils = cellpose_module("utils")
         for p in list(train) + list(val):
             if p.mask.ndim != 2:
                 raise UserError("Cellpose fine-tuning here takes 2D annotations", "annotate single planes (YX)")
@@ -105,28 +106,22 @@ class CellposeTrainer(Trainer):
         self.net.eval()
 
     def _crops(self, images, flows, idx) -> tuple[torch.Tensor, torch.Tensor]:
-        from cellpose.transforms import random_rotate_and_resize
-
-        x, lbl = random_rotate_and_resize([images[i] for i in idx], lbls=[flows[i] for i in idx],
+        x, lbl = cellpose_module("transforms").random_rotate_and_resize([images[i] for i in idx], lbls=[flows[i] for i in idx],
                                           rescale=np.ones(len(idx), np.float32), bsize=TILE,
                                           scale_range=self.s.scale_range, device=self.device)[:2]
         return x, lbl
 
     def step(self, fraction: float) -> float:
-        from cellpose.train import _loss_fn_seg  # cellpose's own loss (flows + cell probability)
-
         idx = self.rng.choice(len(self.x), size=min(self.s.batch, len(self.x)), replace=False)
         x, lbl = self._crops(self.x, self.y, idx)
         self.net.train()
-        loss = _loss_fn_seg(lbl, self.net(x)[0], self.device)
+        loss = _loss(lbl, self.net(x)[0], self.device)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         return float(loss.item())
 
     def validate(self, token: CancelToken) -> dict[str, float]:
-        from cellpose.train import _loss_fn_seg
-
         if not self.vx:
             return {}
         self.net.eval()
@@ -135,7 +130,7 @@ class CellposeTrainer(Trainer):
             for i in range(len(self.vx)):
                 token.check()
                 x, lbl = self._crops(self.vx, self.vy, [i])
-                losses.append(float(_loss_fn_seg(lbl, self.net(x)[0], self.device).item()))
+                losses.append(float(_loss(lbl, self.net(x)[0], self.device).item()))
         return {Metric.VAL_LOSS: float(np.mean(losses))}
 
     def rank(self, row: dict[str, float]) -> tuple:
@@ -190,7 +185,7 @@ def train_cellpose(train: Sequence, val: Sequence, settings: CellposeTraining = 
     trainer = CellposeTrainer(base, train, val, settings, name, source, token)
     budget = Budget(minutes=settings.minutes, epochs=settings.epochs, steps_per_epoch=trainer.steps_per_epoch)
     if device.type == "cpu":
-        yield Notice(cpu_cost_message(trainer.steps_per_epoch, settings.epochs or 1), "warning")
+        yield Notice(cpu_cost_message(trainer.steps_per_epoch, settings.epochs or 1), Level.WARNING)
     return (yield from fit(trainer, budget, token, save_to))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import os
 import pickle
 import ssl
@@ -15,6 +16,7 @@ import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -27,10 +29,15 @@ _MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main/"
 
 def import_cellpose() -> None:
     """Import cellpose, guarding against a crash between two copies of LLVM (see :mod:`...runtime.llvm`)."""
-    if "cellpose.models" in sys.modules:
-        return
-    avoid_triton_crash()
-    import cellpose.models  # noqa: F401 - heavy (torchvision, the ViT): imported on first use only
+    cellpose_module("models")
+
+
+def cellpose_module(name: str) -> ModuleType:
+    """``cellpose.<name>``, imported on first use: cellpose is heavy (torchvision, the ViT, seconds), and
+    must come after the LLVM guard."""
+    if "cellpose.models" not in sys.modules:
+        avoid_triton_crash()
+    return importlib.import_module(f"cellpose.{name}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -38,9 +45,7 @@ def import_cellpose() -> None:
 
 def pretrained_names() -> tuple[str, ...]:
     """The Cellpose-SAM names in cellpose's own catalogue (``cpsam``, ...)."""
-    import_cellpose()
-    from cellpose import models as cp_models
-
+    cp_models = cellpose_module("models")
     names = getattr(cp_models, "MODEL_NAMES", ["cpsam"])
     return tuple(n for n in names if n.startswith("cpsam"))
 
@@ -71,9 +76,7 @@ def _keep_ssl_verification() -> Iterator[None]:
 
 def _cached_pretrained(name: str) -> Path:
     """The cached file of a pretrained model, downloaded by cellpose if missing."""
-    import_cellpose()
-    from cellpose import models as cp_models
-
+    cp_models = cellpose_module("models")
     url, target = pretrained_location(name)
     if target.is_file():
         return target
@@ -138,11 +141,8 @@ def _not_weights(path: Path, exc: BaseException | str) -> UserError:
 
 def _expected_weights() -> dict[str, torch.Size]:
     """Names and shapes of Cellpose-SAM's trained weights (built on the meta device: no memory)."""
-    import_cellpose()
-    from cellpose.vit import CPSAM
-
     with torch.device("meta"):
-        net = CPSAM()
+        net = cellpose_module("vit").CPSAM()
     return {name: p.shape for name, p in net.named_parameters() if p.requires_grad}
 
 

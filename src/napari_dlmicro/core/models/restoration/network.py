@@ -22,6 +22,7 @@ from napari_dlmicro.core.models.folder import load_safetensors, read_config, sav
 from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.models.restoration import intensity, upsample
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 
 KINDS = ("n2v", "care")
@@ -90,6 +91,16 @@ class RestorationModel:
         """How many times larger the output is than the input along each spatial axis (1s: same size)."""
         up = self.config.get("upsample")
         return tuple(int(f) for f in up["factors"]) if up else (1,) * self.ndim
+
+    @property
+    def receptive_radius(self) -> tuple[int, ...]:
+        """Context per spatial axis, in input pixels, that can change one output pixel (see :class:`UNetConfig`).
+
+        An upsampling model's U-Net runs on the interpolated input: its radius
+        shrinks by the factor, and the interpolation reads two pixels more.
+        """
+        radius = UNetConfig.from_dict(self.config["unet"]).receptive_radius
+        return tuple(r if f == 1 else -(-r // f) + 2 for r, f in zip(radius, self.factors))
 
     @property
     def device(self) -> torch.device:
@@ -167,24 +178,25 @@ def load_restoration(folder: str | Path, device: torch.device | None = None) -> 
 
 
 def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool = True,
-                 tta: bool = False) -> np.ndarray:
+                 tta: bool = False, token: CancelToken = NEVER) -> np.ndarray:
     """Run the network on one normalised (C, *spatial) array; sizes must fit ``div_by``.
 
-    ``tta`` averages the predictions of the flipped and rotated YX plane
-    (eight views on square tiles, two otherwise), which lowers the residual noise.
+    ``tta`` averages the predictions of the eight flips and quarter turns of
+    the YX plane, which lowers the residual noise. Every tile gets all eight,
+    whatever its shape, so a pixel's output does not depend on how the image
+    was cut into tiles or blocks.
     """
     device = model.device
     t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
     if use_channels_last and t.ndim == 4:
         t = t.contiguous(memory_format=torch.channels_last)
     model.net.eval()
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device), cancellable_forward(model.net, token):
         if not tta:
             out = model.net(t).float()
         else:
-            square = t.shape[-1] == t.shape[-2]
             acc, n = None, 0
-            for k in range(4 if square else 1):
+            for k in range(4):
                 for flip in (False, True):
                     v = torch.rot90(t, k, dims=(-2, -1))
                     v = torch.flip(v, dims=(-1,)) if flip else v

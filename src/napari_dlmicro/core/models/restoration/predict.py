@@ -51,18 +51,21 @@ def _scaled(region: tuple[slice, ...], factors: tuple[int, ...]) -> tuple[slice,
 
 def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None = DEFAULT_TILE,
                    tta: bool = False, token: CancelToken = NEVER, clock: ProgressClock | None = None,
-                   done: int = 0) -> Job:
+                   done: int = 0, input_range: tuple[np.ndarray, np.ndarray] | None = None) -> Job:
     """Restore one (C, *spatial) sample in overlapping tiles; returns it in the target's units.
 
     Yields a :class:`Progress` per tile (on ``clock``, counting on from ``done``).
     Out of memory on a GPU, the tile size is halved and the sample retried.
     NaN pixels of the input stay NaN in the output (every pixel they cover, for
-    an upsampling model, whose output is the factor larger).
+    an upsampling model, whose output is the factor larger). ``input_range``
+    (per channel ``lo, hi``) replaces the model's own: a block of a big image
+    is normalised with the whole image's range.
     """
     check_sample(model, sample.shape[1:])
     factors = model.factors
     tile = input_tile(model, tile)
-    lo, hi = model.input_range(sample)
+    lo, hi = model.input_range(sample) if input_range is None else (
+        np.asarray(input_range[0], np.float32).reshape(-1), np.asarray(input_range[1], np.float32).reshape(-1))
     out_lo, out_hi = model.output_range(lo, hi)
     shape = (-1,) + (1,) * (sample.ndim - 1)
     bad = ~np.isfinite(sample)
@@ -79,7 +82,7 @@ def predict_sample(model: RestorationModel, sample: np.ndarray, tile: int | None
                 token.check()
                 src = np.moveaxis(x[(slice(None),) + t.src], 0, -1)
                 padded = np.moveaxis(pad_to_multiple(src, div), -1, 0)
-                y = predict_tile(model, padded, tta=tta)
+                y = predict_tile(model, padded, tta=tta, token=token)
                 out[(slice(None),) + _scaled(t.core, factors)] = y[(slice(None),) + _scaled(t.core_in_src, factors)]
                 yield clock.tick(min(done + i + 1, clock.total), f"tile {i + 1}/{len(tiles)}")
             break

@@ -30,7 +30,7 @@ from napari_dlmicro.core.models.restoration.prepare import Prepared, prepare_tra
 from napari_dlmicro.core.models.restoration.settings import LEARNING_RATES, TrainSettings  # noqa: F401 - API
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.devices import resolve_device, training_autocast
-from napari_dlmicro.core.runtime.events import Job, Metric, Notice, Preview, PreviewKind
+from napari_dlmicro.core.runtime.events import Job, Level, Metric, Notice, Preview, PreviewKind
 from napari_dlmicro.core.runtime.oom import is_out_of_memory
 from napari_dlmicro.core.runtime.threads import ThreadTuner, set_cpu_threads
 from napari_dlmicro.core.training.fit import Trainer, fit
@@ -176,9 +176,9 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
     s = settings
     data = prepare_training(images, targets, s, names)
     for text in data.notices:
-        yield Notice(text, "warning")
+        yield Notice(text, Level.WARNING)
     if data.patch[-1] * data.model.factors[-1] < s.patch:
-        yield Notice(f"the image is small: patches shrunk to {data.patch}", "warning")
+        yield Notice(f"the image is small: patches shrunk to {data.patch}", Level.WARNING)
     trainer = RestorationTrainer(s, data, preview)
     return (yield from fit(trainer, s.budget(), token, save_to))
 

@@ -20,31 +20,12 @@ from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.base import ModelInfo, Segmenter
 from napari_dlmicro.core.models.semantic.network import SemanticModel, load_semantic
-from napari_dlmicro.core.nets.unet import UNetConfig
-from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 from napari_dlmicro.core.runtime.events import Job, Preview, ProgressClock
 from napari_dlmicro.core.runtime.oom import forward_or_shrink
 
 MIN_TILE = 64  # the smallest tile tried after the GPU runs out of memory
-
-
-def unet_receptive_radius(c: UNetConfig) -> tuple[int, ...]:
-    """A safe upper bound, per spatial axis, on the pixels of context that can change one output of the U-Net."""
-    kernels = tuple(c.kernel) if isinstance(c.kernel, (tuple, list)) else (int(c.kernel),) * c.ndim
-    out = []
-    for d in range(c.ndim):
-        half, pool = kernels[d] // 2, int(c.pool[d])
-        radius, scale = 0, 1
-        for _ in range(c.depth):  # convolutions, then pooling (a blur-pool reads one more pixel each side)
-            radius += c.n_conv * half * scale + pool * scale
-            scale *= pool
-        radius += c.n_conv * half * scale
-        for _ in range(c.depth):  # upsampling, then convolutions
-            scale //= pool
-            radius += pool * scale + c.n_conv * half * scale
-        out.append(radius)
-    return tuple(out)
 
 
 class SemanticSegmenter(Segmenter):
@@ -71,7 +52,7 @@ class SemanticSegmenter(Segmenter):
     def margin(self) -> tuple[int, ...]:
         """Context read around each tile (the receptive field, on multiples of what the network divides by)."""
         div = self.net.unet_config.div_by
-        return tuple(max(d, -(-r // d) * d) for r, d in zip(unet_receptive_radius(self.net.unet_config), div))
+        return tuple(max(d, -(-r // d) * d) for r, d in zip(self.net.unet_config.receptive_radius, div))
 
     def _plan(self, shape: tuple[int, ...], tile: int | None) -> list[Tile]:
         div = self.net.unet_config.div_by
@@ -80,24 +61,26 @@ class SemanticSegmenter(Segmenter):
         return plan_tiles(shape, tuple(tile + 2 * m for m in self.margin), self.margin, div)
 
     @torch.inference_mode()
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, token: CancelToken = NEVER) -> np.ndarray:
         """Class of every pixel of one (spatial..., C) array whose sizes the network divides."""
         t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None])).to(self.device)
-        with autocast(self.device):
+        with autocast(self.device), cancellable_forward(self.net, token):
             logits = self.net(t)
         return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
 
-    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int,
+                      token: CancelToken = NEVER) -> Job:
         """Class map of ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
-        return (yield from forward_or_shrink(lambda: self.forward(padded[src]),
-                                             lambda smaller: self._stitched(padded, src, smaller),
+        return (yield from forward_or_shrink(lambda: self.forward(padded[src], token),
+                                             lambda smaller: self._stitched(padded, src, smaller, token),
                                              self._to_cpu, self.device, tile, MIN_TILE))
 
-    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int) -> Job:
+    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, token: CancelToken = NEVER) -> Job:
         region = padded[src]
         out = np.zeros(region.shape[:-1], np.uint8)
         for sub in self._plan(region.shape[:-1], tile):
-            out[sub.core] = (yield from self._forward_safe(region, sub.src, tile))[sub.core_in_src]
+            token.check()
+            out[sub.core] = (yield from self._forward_safe(region, sub.src, tile, token))[sub.core_in_src]
         return out
 
     def _to_cpu(self) -> None:
@@ -127,7 +110,7 @@ class SemanticSegmenter(Segmenter):
         for i, t in enumerate(tiles):
             token.check()
             size = max(s.stop - s.start for s in t.src) if tile is None else tile
-            out[t.core] = (yield from self._forward_safe(padded, t.src, size))[t.core_in_src]
+            out[t.core] = (yield from self._forward_safe(padded, t.src, size, token))[t.core_in_src]
             core = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(t.core, shape))
             if len(tiles) > 1 and all(s.stop > s.start for s in core):
                 yield Preview(out[core].copy(), core, "labels")

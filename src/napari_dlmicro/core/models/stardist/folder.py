@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from stardist.rays3d import rays_from_json
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.catalogue import CATALOGUE, fetch_pretrained
@@ -68,8 +69,6 @@ def net_config_from_official(cfg: dict[str, Any]) -> StarDistNetConfig:
 
 
 def _rays(cfg: dict[str, Any]):
-    from stardist.rays3d import rays_from_json
-
     if "rays_json" not in cfg:
         raise UserError("this 3D StarDist config has no 'rays_json' entry", "use the config.json saved with the model")
     return rays_from_json(cfg["rays_json"])
@@ -145,3 +144,15 @@ def load_stardist(ref: str | Path, device: torch.device) -> StarDistSegmenter:
         return load_official(fetch_pretrained(entry), device, name=entry.name)
     folder = Path(ref)
     return load_official(folder, device) if is_official_folder(folder) else load_ours(folder, device)
+
+
+def stardist_defaults(folder: Path) -> dict[str, float]:
+    """The thresholds (and views) a StarDist folder segments with, read from its files alone."""
+    folder = Path(folder)
+    if is_official_folder(folder):
+        th = json.loads((folder / "thresholds.json").read_text()) if (folder / "thresholds.json").is_file() else {}
+        return {"prob_thresh": float(th.get("prob", 0.5)), "nms_thresh": float(th.get("nms", 0.4)), "views": 1}
+    cfg = read_config(folder)
+    th = cfg.get("thresholds", {})
+    return {"prob_thresh": float(th.get("prob", 0.5)), "nms_thresh": float(th.get("nms", 0.4)),
+            "views": int(cfg.get("views", 1))}

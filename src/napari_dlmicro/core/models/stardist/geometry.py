@@ -1,10 +1,14 @@
 """StarDist candidates to labels: NMS and rendering, as plain picklable functions.
 
-Kept free of torch so that the helper process of :mod:`.offload` starts fast.
+Kept free of torch so that the helper process of :mod:`.offload`, and a
+dask worker that only renders, start fast.
 """
 from __future__ import annotations
 
 import numpy as np
+from stardist.geometry import polygons_to_label, polyhedron_to_label
+from stardist.nms import non_maximum_suppression_3d_sparse, non_maximum_suppression_sparse
+from stardist.rays3d import rays_from_json
 
 
 def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, ...],
@@ -13,18 +17,24 @@ def nms_render(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tu
 
     2D when ``rays_json`` is None; 3D polyhedra along those rays otherwise.
     """
+    return nms_objects(points, prob, dist, shape, nms_thresh, rays_json)[0]
+
+
+def nms_objects(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, ...],
+                nms_thresh: float, rays_json: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nms_render`, also giving the seeds: label ``i + 1`` is the object of ``points[i]``, ``prob[i]``.
+
+    Higher-probability objects are painted over lower ones.
+    """
+    ndim = len(shape)
     if len(prob) == 0:
-        return np.zeros(shape, np.int32)
+        return np.zeros(shape, np.int32), np.zeros((0, ndim), int), np.zeros(0, np.float32)
     if rays_json is None:
-        from stardist.geometry import polygons_to_label
-        from stardist.nms import non_maximum_suppression_sparse
-
         points, prob, dist, _ = non_maximum_suppression_sparse(dist, prob, points, nms_thresh=nms_thresh)
-        return polygons_to_label(dist, points, shape=shape, prob=prob)
-    from stardist.geometry import polyhedron_to_label
-    from stardist.nms import non_maximum_suppression_3d_sparse
-    from stardist.rays3d import rays_from_json
-
+        return polygons_to_label(dist, points, shape=shape, prob=prob), points, prob
     rays = rays_from_json(rays_json)
     points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
-    return polyhedron_to_label(dist, points, rays=rays, prob=prob, shape=shape, verbose=False)
+    order = np.argsort(prob, kind="stable")  # painted low to high, as in 2D
+    labels = polyhedron_to_label(dist[order], points[order], rays=rays, prob=prob[order], shape=shape,
+                                 labels=order + 1, verbose=False)
+    return np.asarray(labels, np.int32), points, prob

@@ -20,16 +20,17 @@ import numpy as np
 import torch
 
 from napari_dlmicro.core.data.tiling import Tile, pad_to_multiple, plan_tiles
-from napari_dlmicro.core.models.base import ModelInfo, Segmenter
-from napari_dlmicro.core.models.stardist.geometry import nms_render
+from napari_dlmicro.core.models.base import ModelInfo, ObjectLabels, Segmenter
+from napari_dlmicro.core.models.stardist.geometry import nms_objects, nms_render
 from napari_dlmicro.core.models.stardist.network import StarDistNet
 from napari_dlmicro.core.models.stardist.settings import stardist_settings
 from napari_dlmicro.core.models.stardist.views import averaged_forward
 from napari_dlmicro.core.runtime import offload
-from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 from napari_dlmicro.core.runtime.events import (
     Job,
+    Level,
     Notice,
     Preview,
     ProgressClock,
@@ -129,39 +130,44 @@ class StarDistSegmenter(Segmenter):
         return plan_tiles(shape, tuple(tile + 2 * m for m in self.margin), self.margin, self.net.config.div_by)
 
     # -- network ----------------------------------------------------------
-    def forward(self, x: np.ndarray, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, x: np.ndarray, views: int = 1, token: CancelToken = NEVER) -> tuple[np.ndarray, np.ndarray]:
         """Network outputs on the grid for one (spatial..., C) array: prob, dist (…, R).
 
-        ``views`` > 1 (2D models) averages them over flipped and turned copies (:mod:`.stardist_views`).
+        ``views`` > 1 (2D models) averages them over flipped and turned copies (:mod:`.views`).
+        ``token`` is checked between views and inside the network, layer by layer.
         """
         c = self.net.config
+        once = lambda v: self._forward_once(v, token)  # one view, with the token
         if views > 1:
-            return averaged_forward(self._forward_once, x, views, tuple(c.grid), tuple(c.div_by), c.n_rays)
-        return self._forward_once(x)
+            return averaged_forward(once, x, views, tuple(c.grid), tuple(c.div_by), c.n_rays, token.check)
+        return once(x)
 
     @torch.inference_mode()
-    def _forward_once(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_once(self, x: np.ndarray, token: CancelToken = NEVER) -> tuple[np.ndarray, np.ndarray]:
         t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None])).to(self.device)
-        with autocast(self.device):
+        with autocast(self.device), cancellable_forward(self.net, token):
             prob, dist = self.net(t)
         prob = prob[0, 0].float().cpu().numpy()
         dist = np.moveaxis(dist[0].float().cpu().numpy(), 0, -1)
         return prob, dist
 
-    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, views: int = 1) -> Job:
+    def _forward_safe(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, views: int = 1,
+                      token: CancelToken = NEVER) -> Job:
         """Outputs for ``padded[src]``; on GPU out-of-memory retries in smaller tiles, then on the CPU."""
-        return (yield from forward_or_shrink(lambda: self.forward(padded[src], views),
-                                             lambda smaller: self._stitched(padded, src, smaller, views),
+        return (yield from forward_or_shrink(lambda: self.forward(padded[src], views, token),
+                                             lambda smaller: self._stitched(padded, src, smaller, views, token),
                                              lambda: self.to(torch.device("cpu")), self.device, tile, MIN_TILE))
 
-    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, views: int = 1) -> Job:
+    def _stitched(self, padded: np.ndarray, src: tuple[slice, ...], tile: int, views: int = 1,
+                  token: CancelToken = NEVER) -> Job:
         region = padded[src]
         grid = self.net.config.grid
         out_shape = tuple(n // g for n, g in zip(region.shape[:-1], grid))
         prob = np.zeros(out_shape, np.float32)
         dist = np.zeros(out_shape + (self.net.config.n_rays,), np.float32)
         for sub in self._plan(region.shape[:-1], tile):
-            p, d = yield from self._forward_safe(region, sub.src, tile, views)
+            token.check()
+            p, d = yield from self._forward_safe(region, sub.src, tile, views, token)
             dst = _on_grid(sub.core, grid)
             own = _on_grid(sub.core_in_src, grid)
             prob[dst], dist[dst] = p[own], d[own]
@@ -178,7 +184,7 @@ class StarDistSegmenter(Segmenter):
         """
         c = self.net.config
         if views > 1 and c.ndim != 2:
-            yield Notice("test-time views apply to 2D models only: this 3D model runs once", "warning")
+            yield Notice("test-time views apply to 2D models only: this 3D model runs once", Level.WARNING)
             views = 1
         key = _fingerprint(image, (tile, views, self.seed_border), self)
         if self._cache is not None and self._cache[0] == key and self._cache[1].threshold <= prob_thresh:
@@ -192,11 +198,11 @@ class StarDistSegmenter(Segmenter):
         next_label = 1
         for i, t in enumerate(tiles):
             token.check()
-            prob, dist = yield from self._forward_safe(padded, t.src, tile or max(padded.shape[:-1]), views)
+            prob, dist = yield from self._forward_safe(padded, t.src, tile or max(padded.shape[:-1]), views, token)
             part = _tile_candidates(prob, dist, t, c.grid, out_shape, prob_thresh, shape, self.seed_border)
             parts.append(part)
             if len(tiles) > 1:  # a single tile's preview would be the final result, computed twice
-                preview, next_label = self._tile_preview(part, t, shape, next_label)
+                preview, next_label = self._tile_preview(part, t, shape, next_label, token)
                 if preview is not None:
                     yield preview
             yield clock.tick(i + 1, f"tile {i + 1}/{len(tiles)}")
@@ -204,23 +210,26 @@ class StarDistSegmenter(Segmenter):
         self._cache = (key, cands)
         return cands
 
-    def _tile_preview(self, part: Candidates, t: Tile, shape, next_label: int):
+    def _tile_preview(self, part: Candidates, t: Tile, shape, next_label: int, token: CancelToken = NEVER):
         core = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(t.core, shape))
         if any(s.stop <= s.start for s in core):
             return None, next_label
         origin = np.array([s.start for s in core])
         local = Candidates(part.points - origin, part.prob, part.dist, part.threshold)
-        labels = self.render(local, tuple(s.stop - s.start for s in core), self.default_settings()["nms_thresh"])
+        labels = self.render(local, tuple(s.stop - s.start for s in core), self.default_settings()["nms_thresh"],
+                             token)
         labels = labels.astype(np.int64)
         n = int(labels.max())
         labels[labels > 0] += next_label - 1
         return Preview(labels, core, "labels"), next_label + n
 
     # -- NMS and rendering ------------------------------------------------
-    def render(self, cands: Candidates, shape: tuple[int, ...], nms_thresh: float) -> np.ndarray:
-        """Non-maximum suppression over the candidates, then the label image."""
+    def render(self, cands: Candidates, shape: tuple[int, ...], nms_thresh: float,
+               token: CancelToken = NEVER) -> np.ndarray:
+        """Non-maximum suppression over the candidates, then the label image (stopped by a cancelled ``token``)."""
         rays_json = self.rays.to_json() if self.rays is not None else None
-        return offload.call(nms_render, cands.points, cands.prob, cands.dist, tuple(shape), float(nms_thresh), rays_json)
+        return offload.call(nms_render, cands.points, cands.prob, cands.dist, tuple(shape), float(nms_thresh),
+                            rays_json, token=token)
 
     def segment(self, image: np.ndarray, settings: dict[str, Any], token: CancelToken, tile: int | None = None) -> Job:
         """Labels for one normalised image (spatial..., C)."""
@@ -228,7 +237,22 @@ class StarDistSegmenter(Segmenter):
         views = int(round(float(s.get("views", 1))))
         cands = yield from self.candidates(image, token, tile, float(s["prob_thresh"]), views)
         token.check()
-        return self.render(cands, image.shape[:-1], float(s["nms_thresh"]))
+        return self.render(cands, image.shape[:-1], float(s["nms_thresh"]), token)
+
+    def segment_objects(self, image: np.ndarray, settings: dict[str, Any], token: CancelToken,
+                        tile: int | None = None) -> Job:
+        """Labels with StarDist's own seeds: each object's star centre and its probability."""
+        s = {**self.default_settings(), **(settings or {})}
+        views = int(round(float(s.get("views", 1))))
+        cands = yield from self.candidates(image, token, tile, float(s["prob_thresh"]), views)
+        token.check()
+        rays_json = self.rays.to_json() if self.rays is not None else None
+        labels, points, prob = offload.call(nms_objects, cands.points, cands.prob, cands.dist,
+                                            tuple(image.shape[:-1]), float(s["nms_thresh"]), rays_json, token=token)
+        present = np.zeros(len(points) + 1, bool)
+        present[np.unique(labels)] = True
+        ids = np.nonzero(present[1:])[0] + 1
+        return ObjectLabels(labels, ids, np.asarray(points, np.int64)[ids - 1], np.asarray(prob, np.float32)[ids - 1])
 
 
 def _on_grid(region: tuple[slice, ...], grid) -> tuple[slice, ...]:

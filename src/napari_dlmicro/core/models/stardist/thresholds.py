@@ -47,13 +47,14 @@ def candidates_of(model: StarDistSegmenter, images: Sequence[np.ndarray], prob: 
     return [run_to_end(model.candidates(im, token, None, prob, views)) for im in images]
 
 
-def _render_all(model: StarDistSegmenter, cands: list[Candidates], shapes, prob: float, nms: float):
+def _render_all(model: StarDistSegmenter, cands: list[Candidates], shapes, prob: float, nms: float,
+                token: CancelToken = NEVER):
     out = []
     for c, shape in zip(cands, shapes):
         c = c.above(prob)
         if len(c.prob) > MAX_CANDIDATES_PER_PIXEL * int(np.prod(shape)):
             return None
-        out.append(model.render(c, shape, nms))
+        out.append(model.render(c, shape, nms, token))
     return out
 
 
@@ -67,10 +68,10 @@ def validate(model: StarDistSegmenter, images: Sequence[np.ndarray], masks: Sequ
     cands = candidates_of(model, images, min(probs), token)
     best = Validation(0.0, 0.0, 0.0, -1, int(sum(len(np.unique(m)) - 1 for m in masks)))
     for prob in probs:
-        preds = _render_all(model, cands, [m.shape for m in masks], prob, 0.4)
+        preds = _render_all(model, cands, [m.shape for m in masks], prob, 0.4, token)
         if preds is None:
             continue
-        s05, s07 = offload.call(score_many, preds, list(masks), (0.5, 0.7))
+        s05, s07 = offload.call(score_many, preds, list(masks), (0.5, 0.7), token=token)
         if (s05.f1, s05.ap) > (best.f1, best.ap):
             best = Validation(s05.f1, s05.ap, s07.f1, s05.n_pred, s05.n_true)
     return best
@@ -95,9 +96,9 @@ def optimize_thresholds(model: StarDistSegmenter, images: Sequence[np.ndarray], 
 
     def trial(prob: float, nms: float) -> None:
         token.check()
-        preds = _render_all(model, cands, shapes, prob, nms)
+        preds = _render_all(model, cands, shapes, prob, nms, token)
         if preds is not None:
-            scores[(prob, nms)] = offload.call(score_many, preds, list(masks), (0.5,))[0].f1
+            scores[(prob, nms)] = offload.call(score_many, preds, list(masks), (0.5,), token=token)[0].f1
 
     for nms in NMS_GRID:
         for prob in PROB_GRID:

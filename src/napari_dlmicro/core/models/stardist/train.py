@@ -26,7 +26,7 @@ from napari_dlmicro.core.data.augment import parse_augment
 from napari_dlmicro.core.data.normalize import normalized
 from napari_dlmicro.core.data.training_sets import Pair, provenance, spatial_ndim, training_split
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models import loader
 from napari_dlmicro.core.models.stardist.folder import save_stardist
 from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
 from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
@@ -36,7 +36,7 @@ from napari_dlmicro.core.models.stardist.thresholds import optimize_thresholds, 
 from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.devices import resolve_device
-from napari_dlmicro.core.runtime.events import Job, Metric, Metrics, Notice
+from napari_dlmicro.core.runtime.events import Job, Level, Metric, Metrics, Notice
 from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
 from napari_dlmicro.core.training.fit import Trainer, fit
@@ -206,7 +206,7 @@ class StarDistTrainer(Trainer):
         try:
             prob, nms, f1 = optimize_thresholds(self.segmenter, tune_x, tune_y, token)
         except UserError as exc:  # thresholds are a refinement; keep the model
-            yield Notice(f"threshold optimisation failed ({exc}); keeping the defaults", "warning")
+            yield Notice(f"threshold optimisation failed ({exc}); keeping the defaults", Level.WARNING)
             return {}
         yield Metrics(int(history[-1][Metric.STEP]) if history else 0,
                       {Metric.F1_TUNED: f1, Metric.PROB_THRESH: prob, Metric.NMS_THRESH: nms})
@@ -276,7 +276,7 @@ def train_kind(pairs: Sequence[Pair], settings: StarDistTraining, token: CancelT
     dev = resolve_device(device)
     start = None
     if init:
-        start = get_segmenter(init, dev)
+        start = loader.load_segmenter(init, dev)  # read afresh: the weights to continue from
         if not isinstance(start, StarDistSegmenter):
             raise UserError(f"'{init}' is not a StarDist model", "continue from a StarDist model")
         if start.net.config.ndim != ndim:

@@ -40,15 +40,18 @@ def ray_permutations(n_rays: int) -> dict[str, np.ndarray]:
 
 
 def averaged_forward(forward: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x: np.ndarray, n_views: int,
-                     grid: tuple[int, int], div_by: tuple[int, int], n_rays: int) -> tuple[np.ndarray, np.ndarray]:
+                     grid: tuple[int, int], div_by: tuple[int, int], n_rays: int,
+                     check: Callable[[], None] = lambda: None) -> tuple[np.ndarray, np.ndarray]:
     """``forward`` (one (Y, X, C) array -> prob (Y/g, X/g), dist (Y/g, X/g, R)) averaged over ``n_views`` views.
 
-    ``x``'s Y and X must be multiples of ``div_by`` (and so of the grid).
+    ``x``'s Y and X must be multiples of ``div_by`` (and so of the grid). ``check`` runs before each view
+    (a cancel token's check).
     """
     perm = ray_permutations(n_rays)
     prob_sum, dist_sum = None, None
     views = view_list(n_views)
     for transpose, flip_y, flip_x in views:
+        check()
         v = x.transpose(1, 0, 2) if transpose else x
         gy, gx = (grid[1], grid[0]) if transpose else grid
         dy, dx = (div_by[1], div_by[0]) if transpose else div_by

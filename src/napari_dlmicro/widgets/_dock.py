@@ -1,0 +1,92 @@
+"""What every dock shares: it scrolls instead of growing napari's window, and it ends its jobs when it closes.
+
+A dock's content sits in a vertical scroll area whose minimum size is small,
+so several docks stacked on a laptop screen share its height and none widens
+the window; fields wrap or elide rather than push the width. Jobs a dock
+starts are cancelled when the dock (or the viewer) closes, and a dock hears
+when the model store changes, on the GUI thread.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psygnal.qt
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+from napari_dlmicro.core.models.store import STORE_EVENTS
+from napari_dlmicro.workers import JobHandle
+
+MAX_MIN_WIDTH = 420  # no dock may need more than this (a 1366 px laptop keeps its canvas)
+FIELD_CHARACTERS = 12  # combo boxes show this much of a long name and elide the rest
+
+
+class DockPanel(QScrollArea):
+    """A dock's frame: content in ``self.body`` (a QVBoxLayout), scrolling vertically, jobs tracked."""
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.content = QWidget()
+        self.content.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.body = QVBoxLayout(self.content)
+        self.setWidget(self.content)
+        self.setMinimumWidth(0)
+        self._handles: list[JobHandle] = []
+        psygnal.qt.start_emitting_from_queue()  # store events from worker threads arrive on the GUI thread
+        STORE_EVENTS.changed.connect(self._store_changed, thread="main")
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.cancel_jobs)
+        self.destroyed.connect(_cancel_all(self._handles))
+
+    def track(self, handle: JobHandle) -> JobHandle:
+        """Remember a job this dock started, to cancel it when the dock closes."""
+        self._handles[:] = [h for h in self._handles if not h.finished] + [handle]
+        return handle
+
+    def cancel_jobs(self) -> None:
+        """Cancel every job this dock started that is still running."""
+        for handle in list(self._handles):
+            handle.cancel()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Closing the dock cancels its jobs."""
+        self.cancel_jobs()
+        super().closeEvent(event)
+
+    def _store_changed(self, folder: str) -> None:
+        try:
+            self.on_store_changed(folder)
+        except RuntimeError:  # the dock's Qt objects are gone (it is closing)
+            STORE_EVENTS.changed.disconnect(self._store_changed)
+
+    def on_store_changed(self, folder: str) -> None:
+        """A model was saved into (or removed from) the store; docks that list models refresh."""
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt's name)
+        """Small, whatever the content: the dock scrolls instead of growing the window."""
+        hint = super().minimumSizeHint()
+        hint.setWidth(min(hint.width(), MAX_MIN_WIDTH))
+        hint.setHeight(min(hint.height(), 120))
+        return hint
+
+
+def _cancel_all(handles: list[JobHandle]) -> Callable[..., None]:
+    """A slot that cancels ``handles`` without holding on to the dock (it is being destroyed)."""
+    def cancel(*_) -> None:
+        for handle in list(handles):
+            handle.cancel()
+
+    return cancel
+
+
+def narrow_combo(combo: QComboBox) -> QComboBox:
+    """A combo box that does not widen its dock to its longest entry (it elides; the list shows whole names)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(FIELD_CHARACTERS)
+    combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    return combo

@@ -1,0 +1,52 @@
+"""Jobs on napari's threads: events reach the dock, errors become messages, a cancel frees the dock at once."""
+from __future__ import annotations
+
+import threading
+
+from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.runtime.events import Progress
+from napari_dlmicro.workers import start_job
+
+
+def test_events_and_the_result_reach_the_gui(qtbot):
+    def job(token):
+        for i in range(3):
+            yield Progress(i + 1, 3, "step")
+        return "value"
+
+    seen, result, finished = [], [], []
+    handle = start_job(job, title="test", on_event=seen.append, on_result=result.append, on_finished=finished.append)
+    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    assert [e.done for e in seen] == [1, 2, 3] and result == ["value"] and finished == [False]
+    assert handle.finished and not handle.cancelled
+
+
+def test_a_user_error_becomes_the_message_not_a_traceback(qtbot):
+    def job(token):
+        raise UserError("the image is empty", "open another")
+        yield
+
+    errors, finished = [], []
+    start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
+    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    assert errors == ["the image is empty. Open another."]
+
+
+def test_cancel_frees_the_dock_at_once_and_drops_late_events(qtbot):
+    release = threading.Event()
+
+    def job(token):
+        yield Progress(0, 2, "started")
+        release.wait(30)  # one long unit of work, still running when the user cancels
+        yield Progress(1, 2, "late")
+        token.check()
+        return "never"
+
+    seen, finished, results = [], [], []
+    handle = start_job(job, title="test", on_event=seen.append, on_finished=finished.append, on_result=results.append)
+    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
+    handle.cancel()
+    assert finished == [True] and handle.finished  # idle now, before the job has ended
+    release.set()
+    qtbot.waitUntil(lambda: handle.thread_done, timeout=10_000)
+    assert [e.message for e in seen] == ["started"] and finished == [True] and results == []
