@@ -19,11 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.atomic import atomic_output
+from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
+
+# torchvision imports torch._dynamo, which loads triton's LLVM; next to napari's software OpenGL that crashes
+# the process, so the guard must run first (a dock imports this module after the viewer's window is up)
+avoid_triton_crash()
+import torchvision  # noqa: E402
 
 IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 IMAGENET_SHA256_PREFIX = "f37072fd"  # torchvision names its files by the first hex digits of their SHA-256
