@@ -6,6 +6,17 @@ image; prints PSNRs against the clean image (with the noisy input, the best
 Gaussian blur and non-local means for reference) and training throughput
 (patches/s). ``--stall`` trains in the dock of a real viewer and reports the
 longest gap of a 10 ms QTimer heartbeat. Figures are printed, never asserted.
+
+``--care`` and ``--sr`` compare CARE instead (see ``care_restoration.py``):
+top half to train, bottom half to score, as is and scale-invariant::
+
+    python benchmarks/denoising.py --care            # CARE 2 min vs Gaussian, N2V 3 min, CSBDeep CARE 2 min
+    python benchmarks/denoising.py --sr              # CARE x2 3 min vs bicubic (+ best Gaussian)
+    python benchmarks/denoising.py --care --steps 1500   # fixed step budgets, for a busy machine
+
+Timed figures need a quiet machine: another busy process cuts the steps a
+minute buys several times over. ``--steps`` gives every learned method the
+same number of steps instead (N2V ``--n2v-steps``).
 """
 from __future__ import annotations
 
@@ -70,7 +81,8 @@ def checkerboards(noisy: np.ndarray, clean: np.ndarray, minutes: float, device: 
     for name, extra in (("N2V: random neighbour", {"strategy": "n2v"}),
                         ("N2V2 median replacement (default)", {"strategy": "n2v2"}),
                         ("N2V2 median + blur-pool net, no top skip", {"strategy": "n2v2", "n2v2_net": True})):
-        model = run_to_end(train_restoration([noisy], None, TrainSettings(minutes=minutes, device=device, **extra))).model
+        settings = TrainSettings(minutes=minutes, device=device, **extra)
+        model = run_to_end(train_restoration([noisy], None, settings)).model
         for tta in (False, True):
             out = denoise(noisy, model, tta=tta)
             label = f"{name}{', 8 flips' if tta else ''}"
@@ -166,7 +178,7 @@ def gui_stall(minutes: float) -> dict[str, float | str]:
 def main() -> None:
     """Parse flags, run, print."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--minutes", type=float, default=None, help="training budget (default 3; 2 with --care)")
     p.add_argument("--device", default="auto")
     p.add_argument("--stall", action="store_true", help="measure the GUI stall while the dock trains instead")
     p.add_argument("--checkerboard", action="store_true",
@@ -174,7 +186,24 @@ def main() -> None:
     p.add_argument("--skip-peer", action="store_true", help="do not run CAREamics")
     p.add_argument("--lr", type=float, default=None, help="override our learning rate")
     p.add_argument("--ema", type=float, default=None, help="override our weight-averaging decay")
+    p.add_argument("--care", action="store_true", help="CARE on the sample's halves (minutes: 2 unless given)")
+    p.add_argument("--sr", action="store_true", help="CARE x2 super-resolution (minutes: 3 unless given)")
+    p.add_argument("--n2v-minutes", type=float, default=3.0, help="with --care: N2V's budget")
+    p.add_argument("--steps", type=int, default=None, help="with --care/--sr: training steps instead of minutes")
+    p.add_argument("--n2v-steps", type=int, default=None, help="with --care --steps: N2V's steps (default: "
+                   "1.5x --steps, as 3 minutes are to 2)")
     args = p.parse_args()
+    if args.care or args.sr:
+        from care_restoration import Budget, run_care, run_sr
+
+        if args.care:
+            n2v_steps = None if args.steps is None else args.n2v_steps or round(1.5 * args.steps)
+            run_care(Budget(args.minutes or 2.0, args.steps), Budget(args.n2v_minutes, n2v_steps), args.device,
+                     not args.skip_peer)
+        if args.sr:
+            run_sr(Budget(args.minutes or 3.0, args.steps), args.device)
+        return
+    args.minutes = args.minutes or 3.0
     if args.stall:
         for name, value in gui_stall(args.minutes).items():
             print(f"{name:40s} {value:.0f}" if isinstance(value, float) else f"{name:40s} {value}")

@@ -74,7 +74,7 @@ def test_lr_schedule_warms_up_and_decays():
 
 def test_learning_rate_defaults_per_kind():
     assert TrainSettings().start_lr == pytest.approx(1e-3)
-    assert TrainSettings(kind="care").start_lr == pytest.approx(5e-4)
+    assert TrainSettings(kind="care").start_lr == pytest.approx(1e-3)
     assert TrainSettings(kind="care", learning_rate=2e-3).start_lr == pytest.approx(2e-3)
 
 

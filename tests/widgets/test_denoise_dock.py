@@ -6,6 +6,7 @@ import pytest
 import torch._dynamo  # noqa: F401  (import before Qt starts: importing it later crashes under offscreen Qt here)
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
+from napari_dlmicro.core.runtime.events import Preview, PreviewKind
 
 
 @pytest.fixture()
@@ -92,3 +93,33 @@ def test_settings_are_remembered(dock, make_napari_viewer):
     again = DenoiseWidget(viewer)
     assert again.epochs.value() == 7 and again.patch.value() == 32
     assert again.form.train_settings(None, None).learning_rate is None  # left at the kind's default
+
+
+def test_care_upsampling_trains_and_applies_at_the_larger_size_with_scores(dock, qtbot):
+    viewer, w = dock
+    _, clean = noisy_nuclei_arrays()
+    high = clean[:96, :96]
+    low = high.reshape(48, 2, 48, 2).mean(axis=(1, 3)).astype(np.float32)
+    viewer.add_image(low, name="low", scale=(1.0, 1.0), translate=(4.0, 0.0))
+    w.image.setCurrentText("low")
+    w.kind.setCurrentText("care")
+    upsample = w.form.field("upsample")
+    assert [upsample.itemText(i) for i in range(upsample.count())] == ["1", "2", "4"]
+    upsample.setCurrentText("2")
+    w.target.setCurrentText("clean")
+    w.epochs.setValue(1)
+    w.form.field("steps_per_epoch").setValue(5)
+    w.train_btn.click()
+    qtbot.waitUntil(lambda: w.job is None, timeout=90_000)
+    assert w.model is not None and w.model.factors == (2, 2), w.status.text()
+    # a snapshot of the upsampling model covers the field it was asked for, in its finer pixels
+    w._show_preview(Preview(np.zeros((96, 96), np.float32), (slice(0, 96), slice(0, 96)), PreviewKind.IMAGE))
+    preview = viewer.layers["low [preview]"]
+    assert tuple(preview.scale) == (0.5, 0.5) and tuple(preview.translate) == pytest.approx((3.75, -0.25))
+    w.truth.setCurrentText("clean")
+    w.apply_btn.click()
+    qtbot.waitUntil(lambda: w.job is None and "low [denoised]" in viewer.layers, timeout=60_000)
+    out = viewer.layers["low [denoised]"]
+    assert out.data.shape == (96, 96)
+    assert tuple(out.scale) == (0.5, 0.5) and tuple(out.translate) == pytest.approx((3.75, -0.25))
+    assert w.quality.text().count("scale-invariant") == 2, w.quality.text()

@@ -1,4 +1,8 @@
-"""``napari-dlmicro denoise IMAGE... (-m MODEL | --n2v) -o OUTDIR``: restored float32 TIFFs, headless."""
+"""``napari-dlmicro denoise IMAGE... (-m MODEL | --n2v) -o OUTDIR``: restored float32 TIFFs, headless.
+
+A CARE model trained with ``--upsample 2`` or ``4`` writes each image that
+many times larger along the axes it upsamples, with the pixel size divided.
+"""
 from __future__ import annotations
 
 import argparse
@@ -30,10 +34,10 @@ N2V_BUDGET = [s for s in get_kind("n2v").train_settings if s.name in BUDGET]
 def add_parser(subparsers) -> None:
     """Add ``denoise`` to the ``napari-dlmicro`` command."""
     p = subparsers.add_parser("denoise", help="denoise images with a model, or train Noise2Void on them first",
-                              description="Writes OUTDIR/<stem>_denoised.tif (float32) per TIFF image; "
-                              "OME-Zarr images (and TIFFs "
-                              "too big for memory) are denoised blockwise on dask into "
-                              "OUTDIR/<stem>_denoised.ome.zarr.")
+                              description="Writes OUTDIR/<stem>_denoised.tif (float32) per TIFF image; a CARE "
+                              "model trained with --upsample writes it that many times larger, with the pixel size "
+                              "divided. OME-Zarr images (and TIFFs too big for memory) are denoised blockwise on "
+                              "dask into OUTDIR/<stem>_denoised.ome.zarr.")
     p.add_argument("images", nargs="+", help="TIFF files, OME-Zarr images or plates, or folders of them")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("-m", "--model", help="model folder or stored model name (N2V or CARE), or an "

@@ -28,7 +28,8 @@ class Setting:
     """One user-facing knob.
 
     ``type`` is ``int``, ``float``, ``bool`` or ``str``. ``choices`` limits a
-    ``str`` (with ``many``, a comma-separated set of them). ``optional``
+    ``str`` (with ``many``, a comma-separated set of them), or an ``int`` to
+    those numbers (written as text: ``("1", "2", "4")``). ``optional``
     settings may be None ("the model's own", "no limit").
     """
 
@@ -112,7 +113,7 @@ class Setting:
         bad = None
         if self.choices:
             items = converted if self.many else (converted,)
-            wrong = [v for v in items if v not in self.choices]
+            wrong = [str(v) for v in items if str(v) not in self.choices]
             bad = ", ".join(wrong) if wrong else None
         elif self.type in (int, float) and (
                 (self.minimum is not None and converted < self.minimum)

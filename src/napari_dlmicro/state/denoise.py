@@ -1,14 +1,20 @@
 """The Denoising dock's state: Noise2Void or CARE, its training settings, and the jobs they make."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from psygnal import evented
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.evaluation.restoration import quality_text
+from napari_dlmicro.core.io.axes import default_axes, normalize_axes
+from napari_dlmicro.core.jobs.denoise import Applied, growth, output_scale, output_translate
 from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine, engine_choices
 from napari_dlmicro.core.models.registry import Task, get_kind, kinds
+from napari_dlmicro.core.models.restoration.network import RestorationModel
 from napari_dlmicro.core.models.restoration.settings import TrainSettings
 from napari_dlmicro.core.preferences import load_settings, save_settings
 from napari_dlmicro.state.job_status import JobStatus
@@ -86,3 +92,52 @@ class DenoiseState:
             self.engine = str(saved["engine"])
         values = saved.get("values")
         self.values.set_specs(get_kind(self.kind).train_settings, values if isinstance(values, dict) else None)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an output layer goes: its shape, and the ``scale`` and ``translate`` that put it over its input."""
+
+    shape: tuple[int, ...]
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+
+
+def output_placement(model: RestorationModel, shape: Sequence[int], scale: Sequence[float],
+                     translate: Sequence[float], axes: str | None = None) -> Placement:
+    """The placement of ``model``'s output for an input layer of ``shape``, ``scale`` and ``translate``.
+
+    An upsampling model's output is the factor larger along the axes it grows,
+    with the pixel size divided, and its pixels sit over the input pixels they
+    came from (see :func:`...core.jobs.denoise.output_translate`).
+    """
+    axes = normalize_axes(axes or default_axes(len(shape), tuple(shape)), len(shape))
+    grow = growth(model, axes)
+    return Placement(tuple(int(n) * grow.get(a, 1) for n, a in zip(shape, axes)),
+                     output_scale(model, scale, axes), output_translate(model, scale, translate, axes))
+
+
+def preview_placement(scale: Sequence[float], translate: Sequence[float], asked: Sequence[slice],
+                      shown: Sequence[slice]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``scale`` and ``translate`` of a training preview over its layer (spatial axes only).
+
+    ``asked`` is the region of the input the preview was asked for, ``shown``
+    the region the preview covers in its own pixels: the same for a model that
+    keeps the size, the factor larger for an upsampling one.
+    """
+    out_scale, out_translate = [], []
+    for s, t, a, b in zip(scale, translate, asked, shown):
+        f = max(1, round((b.stop - b.start) / max(1, a.stop - a.start)))
+        out_scale.append(float(s) / f)
+        out_translate.append(float(t) - (f - 1) / (2 * f) * float(s) + (b.start or 0) * float(s) / f)
+    return tuple(out_scale), tuple(out_translate)
+
+
+def result_text(applied: Applied) -> str:
+    """What the dock says about an applied model: the scores against the ground truth, or why there are none."""
+    return applied.score_error or (quality_text(applied.scores) if applied.scores else "")
+
+
+def placeholder(placement: Placement) -> np.ndarray:
+    """An empty float32 image of the output's shape, shown until the result arrives."""
+    return np.zeros(placement.shape, np.float32)

@@ -20,7 +20,14 @@ from napari_dlmicro.core.models.restoration.network import load_restoration
 from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime.events import Metric, Metrics, Preview, PreviewKind, Progress, format_eta
-from napari_dlmicro.state.denoise import RESTORING_KINDS
+from napari_dlmicro.state.denoise import (
+    RESTORING_KINDS,
+    Placement,
+    output_placement,
+    placeholder,
+    preview_placement,
+    result_text,
+)
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
@@ -152,8 +159,7 @@ class DenoiseWidget(DockPanel):
             start = int(np.clip(c - size // 2, 0, n - size))
             region.append(slice(start, start + size))
         t = int(self.viewer.dims.current_step[axes.index("T")]) if "T" in axes else 0
-        values = self.form.state.values
-        channels = values["channels"] if "channels" in values else "independent"  # noqa: SIM401 - SettingValues has no .get
+        channels = self.form.state.values.raw().get("channels", "independent")
         n_c = data.shape[axes.index("C")] if "C" in axes and channels == "independent" else 1
         return (t * n_c, tuple(region)), spatial
 
@@ -231,12 +237,13 @@ class DenoiseWidget(DockPanel):
         if self._preview_geometry is None:
             return
         layer, region, spatial = self._preview_geometry
-        scale = [layer.scale[i] for i in spatial]
-        translate = [layer.translate[i] + r.start * s for i, r, s in zip(spatial, region, scale)]
+        # an upsampling model's preview covers the same region in its finer pixels
+        scale, translate = preview_placement([layer.scale[i] for i in spatial], [layer.translate[i] for i in spatial],
+                                             region, ev.region)
         name = f"{layer.name} [preview]"
         if name in self.viewer.layers:
             prev = self.viewer.layers[name]
-            prev.data, prev.translate = ev.data, translate
+            prev.data, prev.scale, prev.translate = ev.data, scale, translate
         else:
             self.viewer.add_image(ev.data, name=name, scale=scale, translate=translate,
                                   contrast_limits=tuple(layer.contrast_limits))
@@ -284,15 +291,20 @@ class DenoiseWidget(DockPanel):
         self.form.state.remember()
         truth = self._layer(self.truth)
         truth_data = np.asarray(truth.data) if truth is not None and truth is not layer else None
+        try:
+            placed = output_placement(model, data.shape, layer.scale, layer.translate, axes)
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
         name = f"{layer.name} [denoised]"
         self._placeholder = None if name in self.viewer.layers else name  # removed again if no result comes
         if self._placeholder is not None:  # a re-run keeps showing the previous result until the new one
-            self._result_layer(layer, np.zeros(data.shape, np.float32), tuple(layer.contrast_limits))
+            self._result_layer(layer, placeholder(placed), tuple(layer.contrast_limits), placed)
         self._busy(True)
         self.job = self.track(start_job(
             lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v", token=token,
                                     engine=engine),
-            title="denoise", on_event=self._on_event, on_result=lambda res: self._show_result(layer, res),
+            title="denoise", on_event=self._on_event, on_result=lambda res: self._show_result(layer, res, placed),
             on_error=self._on_error, on_finished=self._on_apply_finished))
 
     def _on_apply_finished(self, cancelled: bool) -> None:
@@ -304,35 +316,30 @@ class DenoiseWidget(DockPanel):
         if cancelled:
             self.status.setText("cancelled: the layer keeps its previous result")
 
-    def _show_result(self, layer, res) -> None:
-        """Put the output next to its input (same scale), or update it in place on a re-run."""
+    def _show_result(self, layer, res, placed: Placement) -> None:
+        """Put the output over its input (the input's scale, divided where the model upsamples), or update it
+        in place on a re-run."""
         if self.job is None:
             return  # cancelled meanwhile
-        self._result_layer(layer, res.image, res.limits)
+        self._result_layer(layer, res.image, res.limits, placed)
         self._placeholder = None
         preview = f"{layer.name} [preview]"
         if preview in self.viewer.layers:  # the trained model's output replaces the training snapshot
             self.viewer.layers[preview].visible = False
         self.status.setText(f"denoised {layer.name}")
-        if res.score_error:
-            self.quality.setText(res.score_error)
-        elif res.scores:
-            a, b = res.scores["input"], res.scores["output"]
-            self.quality.setText(f"input: PSNR {a['psnr']:.2f} dB, SSIM {a['ssim']:.3f}\n"
-                                 f"output: PSNR {b['psnr']:.2f} dB, SSIM {b['ssim']:.3f}")
-        else:
-            self.quality.setText("")
+        self.quality.setText(result_text(res))
 
-    def _result_layer(self, layer, data: np.ndarray, limits) -> None:
+    def _result_layer(self, layer, data: np.ndarray, limits, placed: Placement) -> None:
         """Create the output layer next to its input (at the click: adding a layer stalls the viewer
         ~0.1 s), or update it in place."""
         name = f"{layer.name} [denoised]"
         if name in self.viewer.layers:
             result = self.viewer.layers[name]
             result.data, result.contrast_limits = data, limits
+            result.scale, result.translate = placed.scale, placed.translate
             return
         index = self.viewer.layers.index(layer) + 1
-        result = self.viewer.add_image(data, name=name, scale=layer.scale, translate=layer.translate,
+        result = self.viewer.add_image(data, name=name, scale=placed.scale, translate=placed.translate,
                                        contrast_limits=limits)
         self.viewer.layers.move(self.viewer.layers.index(result), index)
         self.viewer.layers.selection.active = layer

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter
+from skimage.filters import threshold_otsu
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes, normalize_axes
@@ -30,6 +32,11 @@ class Layout:
     @property
     def spatial(self) -> str:
         return "".join(a for a in self.order if a in "ZYX")
+
+    def grown(self, factors: dict[str, int]) -> Layout:
+        """The layout of an output ``factors[axis]`` times larger along those axes (super-resolution)."""
+        shape = tuple(n * int(factors.get(a, 1)) for n, a in zip(self.shape, self.axes))
+        return Layout(self.axes, shape, self.order, self.channels)
 
 
 def _canonical(image: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
@@ -116,29 +123,41 @@ def normalise(sample: np.ndarray, lo: Sequence[float], hi: Sequence[float]) -> n
 
 
 def fit_patch(patch: Sequence[int], spatial_shapes: Sequence[tuple[int, ...]], div_by: Sequence[int],
-              minimum: int = 8) -> tuple[int, ...]:
-    """The patch size, shrunk to the smallest image where needed (multiples of ``div_by``)."""
+              minimum: int | Sequence[int] = 8) -> tuple[int, ...]:
+    """The patch size, shrunk to the smallest image where needed (multiples of ``div_by``).
+
+    ``minimum`` is the smallest size the network can use, one for all axes or
+    one per axis; a smaller patch asked for grows to it.
+    """
     smallest = np.min(np.array(spatial_shapes), axis=0)
+    minima = (minimum,) * len(patch) if isinstance(minimum, int) else tuple(minimum)
     out = []
-    for p, s, d, axis in zip(patch, smallest, div_by, "ZYX"[3 - len(patch):]):
-        size = min(int(p), int(s) // d * d)
-        if size < max(minimum, d):
+    for p, s, d, least, axis in zip(patch, smallest, div_by, minima, "ZYX"[3 - len(patch):]):
+        size = min(max(int(p), _round_up(least, d)), int(s) // d * d)
+        if size < max(least, d):
             raise UserError(f"the image is only {int(s)} pixels along {axis}, smaller than the smallest patch "
-                            f"the network can use ({max(minimum, d)} pixels)",
+                            f"the network can use ({max(least, d)} pixels)",
                             "use a larger image or region, or a 2D model for thin stacks")
         out.append(size)
     return tuple(out)
 
 
+def _round_up(n: int, m: int) -> int:
+    return -(-int(n) // int(m)) * int(m)
+
+
 def split_validation(samples: list[np.ndarray], targets: list[np.ndarray] | None, fraction: float,
-                     patch: tuple[int, ...]) -> tuple[list, list, list, list]:
+                     patch: tuple[int, ...], scale: Sequence[int] | None = None) -> tuple[list, list, list, list]:
     """Hold out ``fraction`` of the data for validation.
 
     With several samples, whole samples are held out; with one, a stripe at
-    the bottom of Y (when what is left still fits a patch). Returns train
-    inputs, train targets, validation inputs, validation targets.
+    the bottom of Y (when what is left still fits a patch). ``scale`` is how
+    many times larger each target is along each spatial axis (its stripe is
+    cut that much lower). Returns train inputs, train targets, validation
+    inputs, validation targets.
     """
     targets = targets if targets is not None else samples
+    fy = int(scale[-2]) if scale is not None else 1
     n = len(samples)
     fraction = float(min(max(fraction, 0.0), 0.5))
     if fraction == 0:
@@ -156,51 +175,88 @@ def split_validation(samples: list[np.ndarray], targets: list[np.ndarray] | None
             continue
         cut = [slice(None)] * s.ndim
         cut[y_axis] = slice(0, h - h_val)
-        ty.append(s[tuple(cut)]), tr.append(t[tuple(cut)])
+        ty.append(s[tuple(cut)])
+        cut[y_axis] = slice(0, (h - h_val) * fy)
+        tr.append(t[tuple(cut)])
         cut[y_axis] = slice(h - h_val, h)
-        vy.append(s[tuple(cut)]), vr.append(t[tuple(cut)])
+        vy.append(s[tuple(cut)])
+        cut[y_axis] = slice((h - h_val) * fy, h * fy)
+        vr.append(t[tuple(cut)])
     return ty, tr, vy, vr
 
 
-def grid_patches(samples: Sequence[np.ndarray], patch: tuple[int, ...], limit: int = 64) -> np.ndarray:
-    """Non-overlapping patches over ``samples`` (at most ``limit``), stacked (N, C, *patch)."""
+def grid_patches(samples: Sequence[np.ndarray], patch: tuple[int, ...], limit: int = 64,
+                 scale: Sequence[int] | None = None) -> np.ndarray:
+    """Non-overlapping patches over ``samples`` (at most ``limit``), stacked (N, C, *patch).
+
+    With ``scale``, the patches sit where those of the smaller images, ``scale`` times smaller, sit.
+    """
+    f = tuple(int(x) for x in scale) if scale is not None else (1,) * len(patch)
     out = []
     for s in samples:
-        starts = [range(0, n - p + 1, p) for n, p in zip(s.shape[1:], patch)]
+        starts = [range(0, n // k - p + 1, p) for n, p, k in zip(s.shape[1:], patch, f)]
         for corner in np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(patch)):
-            out.append(s[(slice(None),) + tuple(slice(c, c + p) for c, p in zip(corner, patch))])
+            out.append(s[(slice(None),) + tuple(slice(c * k, (c + p) * k) for c, p, k in zip(corner, patch, f))])
             if len(out) >= limit:
                 return np.stack(out)
     return np.stack(out)
 
 
 class PatchSampler:
-    """Random patches (with flips and 90° rotations in YX) from inputs and targets."""
+    """Random patches (with flips and 90° rotations in YX) from inputs and targets.
+
+    ``scale`` is how many times larger each target is than its input along
+    each spatial axis (super-resolution): a target patch covers the input
+    patch's region, ``scale`` times as many pixels. ``focus`` is the fraction
+    of patches drawn where the target has signal (see :func:`signal_map`)
+    rather than anywhere; ``intensity`` scales each input patch and its target
+    alike by a random 0.5-2x.
+    """
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray] | None,
-                 patch: tuple[int, ...], augment: bool = True, seed: int = 0) -> None:
+                 patch: tuple[int, ...], augment: bool = True, seed: int = 0, scale: Sequence[int] | None = None,
+                 focus: float = 0.0, intensity: bool = False) -> None:
         self.inputs, self.targets = list(inputs), list(targets) if targets is not None else None
         self.patch, self.augment = tuple(patch), augment
+        self.scale = tuple(int(f) for f in scale) if scale is not None else (1,) * len(self.patch)
         self.rng = np.random.default_rng(seed)
         sizes = np.array([np.prod(s.shape[1:]) for s in self.inputs], float)
         self.weights = sizes / sizes.sum()
-        self.square = patch[-1] == patch[-2]
+        self.square = patch[-1] == patch[-2] and self.scale[-1] == self.scale[-2]
+        self.focus, self.intensity = float(focus), bool(intensity)
+        self.where = ([_signal_corners(t, self.patch, self.scale) for t in self.targets]
+                      if self.focus > 0 and self.targets is not None else None)
+
+    def _corner(self, i: int) -> list[int]:
+        s = self.inputs[i]
+        if self.where is not None and self.rng.random() < self.focus:
+            grid, weights, stride = self.where[i]
+            base = np.unravel_index(int(self.rng.choice(weights.size, p=weights)), grid)
+            return [min(n - q, int(b) * st + int(self.rng.integers(0, st))) for b, st, n, q in
+                    zip(base, stride, s.shape[1:], self.patch)]
+        return [int(self.rng.integers(0, n - p + 1)) for n, p in zip(s.shape[1:], self.patch)]
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``size`` random patches, (B, C, *patch), and their targets (or ``None``)."""
         xs, ys = [], []
         for _ in range(size):
             i = int(self.rng.choice(len(self.inputs), p=self.weights))
-            s = self.inputs[i]
-            corner = [int(self.rng.integers(0, n - p + 1)) for n, p in zip(s.shape[1:], self.patch)]
+            corner = self._corner(i)
             region = (slice(None),) + tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
-            x = s[region]
-            y = self.targets[i][region] if self.targets is not None else None
+            x = self.inputs[i][region]
+            y = None
+            if self.targets is not None:
+                y = self.targets[i][(slice(None),) + tuple(slice(c * f, (c + p) * f) for c, p, f in
+                                                           zip(corner, self.patch, self.scale))]
             if self.augment:
                 k = int(self.rng.integers(0, 4)) if self.square else 2 * int(self.rng.integers(0, 2))
                 flip = bool(self.rng.integers(0, 2))
                 x = self._aug(x, k, flip)
                 y = self._aug(y, k, flip) if y is not None else None
+            if self.intensity:
+                gain = float(np.exp(self.rng.uniform(np.log(0.5), np.log(2.0))))
+                x = x * gain
+                y = y * gain if y is not None else None
             xs.append(x)
             ys.append(y)
         xb = np.ascontiguousarray(np.stack(xs), np.float32)
@@ -211,6 +267,31 @@ class PatchSampler:
     def _aug(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
         a = np.rot90(a, k, axes=(-2, -1))
         return a[..., ::-1] if flip else a
+
+
+def signal_map(target: np.ndarray) -> np.ndarray:
+    """Where a (C, *spatial) target has signal: any channel above its Otsu threshold (foreground vs background)."""
+    out = np.zeros(target.shape[1:], bool)
+    for ch in target:
+        finite = ch[np.isfinite(ch)]
+        if finite.size and finite.max() > finite.min():
+            out |= np.nan_to_num(ch, nan=float(finite.min())) > threshold_otsu(finite)
+    return out
+
+
+def _signal_corners(target: np.ndarray, patch: tuple[int, ...], scale: tuple[int, ...]
+                    ) -> tuple[tuple[int, ...], np.ndarray, tuple[int, ...]]:
+    """Patch corners on a coarse grid, weighted by the share of signal pixels the patch holds."""
+    sig = signal_map(target)
+    if any(f > 1 for f in scale):  # back on the input's grid: a low-resolution pixel has signal if any of its block has
+        sig = sig.reshape([n for m, f in zip(sig.shape, scale) for n in (m // f, f)]).any(
+            axis=tuple(range(1, 2 * sig.ndim, 2)))
+    share = uniform_filter(sig.astype(np.float32), size=patch, mode="constant")
+    stride = tuple(max(1, p // 8) for p in patch)
+    # the share of the patch whose corner is c sits at its centre, c + p // 2
+    index = tuple(slice(p // 2, n - p + p // 2 + 1, st) for n, p, st in zip(sig.shape, patch, stride))
+    weights = share[index].astype(np.float64) + 1e-3
+    return weights.shape, weights.ravel() / weights.sum(), stride
 
 
 def sample_region(layout: Layout, index: int, sample: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray]:

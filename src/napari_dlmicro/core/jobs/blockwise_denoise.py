@@ -71,6 +71,9 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
     image = job.image
     model = job.model if isinstance(job.model, RestorationModel) else load_restoration(
         job.model, resolve_device(job.device))
+    if any(f > 1 for f in model.factors):
+        raise UserError(f"this CARE model upsamples {max(model.factors)}x, which blockwise denoising does not do yet",
+                        "apply it to TIFF images (or crops) that fit in memory")
     if model.n_channels != 1:
         raise UserError(f"this {model.kind} model restores {model.n_channels} channels together, which blockwise "
                         "denoising does not do yet", "use a model trained on one channel at a time")

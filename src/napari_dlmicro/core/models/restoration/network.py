@@ -1,9 +1,11 @@
 """The image-to-image model shared by Noise2Void and CARE: network, folder, prediction.
 
 The network is the shared U-Net with a 1x1 convolution head (and, for CARE,
-a residual connection from input to output). A :class:`RestorationModel`
-bundles the network with its ``config.json`` dictionary, which holds the
-normalisation, so that prediction maps pixels back into the input's units.
+a residual connection from input to output); a CARE super-resolution network
+first interpolates its input to the target's grid (:mod:`.upsample`). A
+:class:`RestorationModel` bundles the network with its ``config.json``
+dictionary, which holds the normalisation, so that prediction maps pixels
+back into the target's units, and the upsampling factors.
 """
 from __future__ import annotations
 
@@ -15,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_dlmicro.core.data.normalize import percentile_range
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.engines.choice import TORCH
 from napari_dlmicro.core.models.engines.runner import NetRunner, torch_runner, with_engine
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
 from napari_dlmicro.core.models.paths import store_dir
+from napari_dlmicro.core.models.restoration import intensity, upsample
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
@@ -30,26 +32,35 @@ VERSION = 1
 
 
 class RestorationNet(nn.Module):
-    """U-Net body, a 1x1 convolution to ``n_out`` channels, optional residual."""
+    """U-Net body, a 1x1 convolution to ``n_out`` channels, optional residual.
 
-    def __init__(self, unet: UNetConfig, n_out: int, residual: bool) -> None:
+    With ``factors`` above 1 the input is first interpolated that many times
+    larger along each spatial axis, and the network restores it there.
+    """
+
+    def __init__(self, unet: UNetConfig, n_out: int, residual: bool, factors: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.body = UNet(unet)
         self.head = conv_nd(unet.ndim)(unet.filters, n_out, 1)
         self.residual = bool(residual and unet.in_channels == n_out)
+        self.factors = tuple(int(f) for f in factors) if factors and any(f > 1 for f in factors) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factors is not None:
+            x = upsample.interpolate(x, self.factors)
         y = self.head(self.body(x))
         return y + x if self.residual else y
 
 
-def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, n2v2: bool = False) -> UNetConfig:
+def default_unet(ndim: int, n_channels: int, depth: int = 2, filters: int = 32, n2v2: bool = False,
+                 pool: tuple[int, ...] | None = None) -> UNetConfig:
     """The U-Net used for denoising unless asked otherwise.
 
-    ``n2v2`` selects the N2V2 layout: max-blur-pooling and no top-level skip.
+    ``n2v2`` selects the N2V2 layout: max-blur-pooling and no top-level skip;
+    ``pool`` the pooling factor per axis (2 along each by default).
     """
     return UNetConfig(ndim=ndim, in_channels=n_channels, depth=depth, filters=filters,
-                      pool=(2,) * ndim, act="relu", last_act="relu",
+                      pool=tuple(pool or (2,) * ndim), act="relu", last_act="relu",
                       pool_mode="blur" if n2v2 else "max", top_skip=not n2v2)
 
 
@@ -92,12 +103,24 @@ class RestorationModel:
 
     @property
     def div_by(self) -> tuple[int, ...]:
-        return UNetConfig.from_dict(self.config["unet"]).div_by
+        """What each spatial size of an input must be a multiple of (for an upsampling model, once interpolated)."""
+        return upsample.input_div_by(UNetConfig.from_dict(self.config["unet"]).div_by, self.factors)
+
+    @property
+    def factors(self) -> tuple[int, ...]:
+        """How many times larger the output is than the input along each spatial axis (1s: same size)."""
+        up = self.config.get("upsample")
+        return tuple(int(f) for f in up["factors"]) if up else (1,) * self.ndim
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:
-        """Context per spatial axis that can change one output pixel (see :class:`UNetConfig`)."""
-        return UNetConfig.from_dict(self.config["unet"]).receptive_radius
+        """Context per spatial axis, in input pixels, that can change one output pixel (see :class:`UNetConfig`).
+
+        An upsampling model's U-Net runs on the interpolated input: its radius
+        shrinks by the factor, and the interpolation reads two pixels more.
+        """
+        radius = UNetConfig.from_dict(self.config["unet"]).receptive_radius
+        return tuple(r if f == 1 else -(-r // f) + 2 for r, f in zip(radius, self.factors))
 
     @property
     def device(self) -> torch.device:
@@ -105,36 +128,42 @@ class RestorationModel:
 
     def input_range(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``lo, hi`` used to normalise ``sample`` (C, *spatial)."""
-        norm = self.config["normalization"]
-        if norm.get("input_mode") == "per_image":
-            lo, hi = percentile_range(sample, *norm["percentiles"], axis=tuple(range(1, sample.ndim)))
-            return lo.reshape(-1), hi.reshape(-1)
-        return np.asarray(norm["input"]["low"], np.float32), np.asarray(norm["input"]["high"], np.float32)
+        return intensity.input_range(self.config["normalization"], sample)
 
     def output_range(self, in_lo: np.ndarray, in_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``lo, hi`` that map the network output back to pixel units."""
-        target = self.config["normalization"].get("target")
-        if target is None:
-            return in_lo, in_hi
-        return np.asarray(target["low"], np.float32), np.asarray(target["high"], np.float32)
+        return intensity.output_range(self.config["normalization"], in_lo, in_hi)
 
 
 def build_model(kind: str, ndim: int, n_channels: int, depth: int = 2, filters: int = 32,
-                extra: dict[str, Any] | None = None, n2v2: bool = False) -> RestorationModel:
-    """A fresh, untrained model of ``kind`` ('n2v' or 'care'); ``n2v2`` picks the N2V2 network layout."""
+                extra: dict[str, Any] | None = None, n2v2: bool = False,
+                factors: tuple[int, ...] | None = None) -> RestorationModel:
+    """A fresh, untrained model of ``kind`` ('n2v' or 'care').
+
+    ``n2v2`` picks the N2V2 network layout; ``factors`` (CARE) how many times
+    larger the output is along each spatial axis. A stack upsampled along Z
+    pools only in-plane: its Z is the coarse axis already.
+    """
     if kind not in KINDS:
         raise UserError(f"unknown restoration model kind '{kind}'", f"use one of {', '.join(KINDS)}")
-    unet = default_unet(ndim, n_channels, depth, filters, n2v2)
+    spatial = "ZYX"[3 - ndim:]
+    grown = upsample.factor_axes(factors or (), spatial)
+    pool = (1, 2, 2) if grown == "Z" else None
+    unet = default_unet(ndim, n_channels, depth, filters, n2v2, pool)
     residual = kind == "care"
     config = {"kind": kind, "version": VERSION, "unet": unet.to_dict(), "n_out": n_channels,
-              "residual": residual, "axes": "ZYX"[3 - ndim:], **(extra or {})}
-    return RestorationModel(RestorationNet(unet, n_channels, residual), config)
+              "residual": residual, "axes": spatial, **(extra or {})}
+    if grown:
+        config["upsample"] = {"factors": [int(f) for f in factors], "axes": grown}
+    return RestorationModel(RestorationNet(unet, n_channels, residual, factors if grown else None), config)
 
 
 def net_from_config(config: dict[str, Any]) -> RestorationNet:
     """A fresh network of the shape that ``config`` describes (weights untrained)."""
     unet = UNetConfig.from_dict(config["unet"])
-    return RestorationNet(unet, int(config.get("n_out", unet.in_channels)), bool(config.get("residual")))
+    up = config.get("upsample")
+    return RestorationNet(unet, int(config.get("n_out", unet.in_channels)), bool(config.get("residual")),
+                          tuple(up["factors"]) if up else None)
 
 
 def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
@@ -189,14 +218,15 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
         if not tta:
             out = net(t).float()
         else:
-            acc, n = torch.zeros_like(t[:, :1].expand(-1, model.config["n_out"], *t.shape[2:])).float(), 0
+            acc, n = None, 0
             for k in range(4):
                 for flip in (False, True):
                     v = torch.rot90(t, k, dims=(-2, -1))
                     v = torch.flip(v, dims=(-1,)) if flip else v
                     y = net(v).float()
                     y = torch.flip(y, dims=(-1,)) if flip else y
-                    acc += torch.rot90(y, -k, dims=(-2, -1))
+                    y = torch.rot90(y, -k, dims=(-2, -1))
+                    acc = y if acc is None else acc + y
                     n += 1
             out = acc / n
     return out[0].cpu().numpy()

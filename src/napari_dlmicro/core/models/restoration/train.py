@@ -26,7 +26,7 @@ from napari_dlmicro.core.data.tiling import pad_to_multiple
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.restoration import care, n2v
 from napari_dlmicro.core.models.restoration.network import RestorationModel, predict_tile, save_restoration
-from napari_dlmicro.core.models.restoration.prepare import prepare_training
+from napari_dlmicro.core.models.restoration.prepare import Prepared, prepare_training
 from napari_dlmicro.core.models.restoration.settings import LEARNING_RATES, TrainSettings  # noqa: F401 - API
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.devices import resolve_device, training_autocast
@@ -48,9 +48,9 @@ class RestorationTrainer(Trainer):
     warmup, lr_floor = 0.05, 0.02
     checkpoint_every_s = 0.0  # every improvement is written at once: a cancel keeps it
 
-    def __init__(self, s: TrainSettings, samples, tsamples, model: RestorationModel, patch: tuple[int, ...],
-                 preview: tuple[int, tuple[slice, ...]] | None) -> None:
-        self.s, self.model_, self.patch, self.samples = s, model, patch, samples
+    def __init__(self, s: TrainSettings, data: Prepared, preview: tuple[int, tuple[slice, ...]] | None) -> None:
+        samples, tsamples, model, patch = data.samples, data.targets, data.model, data.patch
+        self.s, self.model_, self.patch, self.samples, self.back = s, model, patch, samples, data.back
         self.kind = s.kind
         self.lr = s.start_lr
         self.steps_per_epoch = s.steps_per_epoch
@@ -58,8 +58,12 @@ class RestorationTrainer(Trainer):
         self.preview_every_s = s.preview_every_s if preview is not None else None
         self._preview = preview
         self.device = resolve_device(s.device)
-        tr_x, tr_y, va_x, va_y = split_validation(samples, tsamples, s.val_fraction, patch)
-        self.sampler = PatchSampler(tr_x, tr_y if s.kind == "care" else None, patch, s.augment, s.seed)
+        care_kind = s.kind == "care"
+        scale = model.factors
+        tr_x, tr_y, va_x, va_y = split_validation(samples, tsamples, s.val_fraction, patch, scale)
+        self.sampler = PatchSampler(tr_x, tr_y if care_kind else None, patch, s.augment, s.seed, scale,
+                                    focus=s.focus if care_kind else 0.0,
+                                    intensity=care_kind and s.intensity_augment)
         self.tuner = None
         if self.device.type == "cpu":
             tuner = ThreadTuner()
@@ -68,7 +72,8 @@ class RestorationTrainer(Trainer):
         torch.manual_seed(s.seed)
         self.gen = torch.Generator().manual_seed(s.seed)
         self.val_x = torch.from_numpy(grid_patches(va_x, patch, 48)).to(self.device)
-        self.val_y = torch.from_numpy(grid_patches(va_y, patch, 32)).to(self.device) if s.kind == "care" else None
+        self.val_y = (torch.from_numpy(grid_patches(va_y, patch, 48, scale)).to(self.device) if care_kind
+                      else None)
         # validation masks more pixels than training: the masked loss is dominated by pixel noise, and a
         # noisy validation loss would pick an early checkpoint as "best" by chance
         self.val_in, self.val_mask = (
@@ -107,7 +112,7 @@ class RestorationTrainer(Trainer):
             else:
                 with training_autocast(self.device, s.cpu_bf16, low_precision):
                     out = self.net(x.contiguous(memory_format=self.fmt))
-                loss = care.care_loss(out.float(), torch.from_numpy(yb).to(self.device))
+                loss = care.care_loss(out.float(), torch.from_numpy(yb).to(self.device), s.loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -125,7 +130,7 @@ class RestorationTrainer(Trainer):
         with torch.no_grad():
             out = self.net(self.val_in.contiguous(memory_format=self.fmt))
             loss = (n2v.masked_loss(out, self.val_x, self.val_mask) if self.s.kind == "n2v"
-                    else care.care_loss(out, self.val_y))
+                    else care.care_loss(out, self.val_y, self.s.loss))
         self.net.train()
         return {Metric.VAL_LOSS: float(loss)}
 
@@ -149,7 +154,8 @@ class RestorationTrainer(Trainer):
 
     def preview(self) -> Preview | None:
         index, region = self._preview
-        out = _denoise_crop(self.model_, self.samples, index, region)
+        index = min(index, len(self.samples) - 1)
+        out = _denoise_crop(self.model_, self.samples[index], self.back[index], region)
         self.net.train()
         return out
 
@@ -157,37 +163,46 @@ class RestorationTrainer(Trainer):
 def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray] | None = None,
                       settings: TrainSettings = TrainSettings(), token: CancelToken = NEVER,
                       save_to: str | Path | None = None,
-                      preview: tuple[int, tuple[slice, ...]] | None = None) -> Job:
+                      preview: tuple[int, tuple[slice, ...]] | None = None,
+                      names: Sequence[str] | None = None) -> Job:
     """Train N2V (on ``images``) or CARE (``images`` -> ``targets``); returns a :class:`TrainResult`.
 
     ``preview`` is ``(sample index, spatial region)``: that region of that
     sample (time point / channel, see :func:`...data.samples.to_samples`) is
-    denoised and yielded as an image :class:`Preview` every few seconds.
+    denoised and yielded as an image :class:`Preview` every few seconds (for
+    an upsampling CARE model, the region of the larger output). ``names``
+    name the images in messages about bad pairs.
     """
     s = settings
-    samples, tsamples, model, patch, notices = prepare_training(images, targets, s)
-    for text in notices:
+    data = prepare_training(images, targets, s, names)
+    for text in data.notices:
         yield Notice(text, Level.WARNING)
-    if patch[-1] < s.patch:
-        yield Notice(f"the image is small: patches shrunk to {patch}", Level.WARNING)
-    trainer = RestorationTrainer(s, samples, tsamples, model, patch, preview)
+    if data.patch[-1] * data.model.factors[-1] < s.patch:
+        yield Notice(f"the image is small: patches shrunk to {data.patch}", Level.WARNING)
+    trainer = RestorationTrainer(s, data, preview)
     return (yield from fit(trainer, s.budget(), token, save_to))
 
 
-def _denoise_crop(model: RestorationModel, samples: list[np.ndarray], index: int,
+def _denoise_crop(model: RestorationModel, sample: np.ndarray, back: tuple[np.ndarray, np.ndarray],
                   region: tuple[slice, ...]) -> Preview:
-    """The preview region of one sample, denoised with the current weights, in the input's units."""
-    crop = samples[min(index, len(samples) - 1)][(slice(None),) + tuple(region)]
+    """The preview region of one (normalised) training sample, restored with the current weights.
+
+    ``back`` takes the output to the target's units. For an upsampling model
+    the preview covers the same region of the larger output, in its pixels.
+    """
+    crop = sample[(slice(None),) + tuple(region)]
     padded = pad_to_multiple(np.moveaxis(crop, 0, -1), model.div_by)
     out = predict_tile(model, np.moveaxis(padded, -1, 0))
-    out = out[(slice(None),) + tuple(slice(0, n) for n in crop.shape[1:])]
-    lo, hi = model.output_range(*model.input_range(crop))
+    factors = model.factors
+    out = out[(slice(None),) + tuple(slice(0, n * f) for n, f in zip(crop.shape[1:], factors))]
+    lo, hi = back
     shape = (-1,) + (1,) * (out.ndim - 1)
     out = out * (np.asarray(hi) - np.asarray(lo)).reshape(shape) + np.asarray(lo).reshape(shape)
     data = out[0] if out.shape[0] == 1 else out
-    return Preview(data, tuple(region) if data.ndim == len(region) else (slice(0, data.shape[0]),) + tuple(region),
+    starts = [r.start or 0 for r in region]
+    placed = tuple(slice(a * f, a * f + n) for a, f, n in zip(starts, factors, out.shape[1:]))
+    return Preview(data, placed if data.ndim == len(region) else (slice(0, data.shape[0]),) + placed,
                    PreviewKind.IMAGE)
-
 
 
 @dataclass
@@ -207,7 +222,7 @@ def train_kind(data: RestorationData, settings: TrainSettings, token: CancelToke
     if init:
         raise UserError(f"{settings.kind.upper()} cannot continue from another model yet", "train a new one")
     s = replace(settings, device=device, axes=data.axes or settings.axes)
-    result = yield from train_restoration(data.images, data.targets, s, token, save_to, preview)
+    result = yield from train_restoration(data.images, data.targets, s, token, save_to, preview, data.names or None)
     if data.names:
         result.model.config.setdefault("data", {"images": list(data.names)})
     return result
