@@ -27,6 +27,8 @@ import torch
 from stardist.data import test_image_nuclei_2d
 
 from napari_dlmicro.core.errors import Cancelled
+from napari_dlmicro.core.io.lazy import lazy_from_array
+from napari_dlmicro.core.jobs.blockwise_segment import BlockwiseSegmentJob, blockwise_segment_job
 from napari_dlmicro.core.jobs.denoise import denoise_files_job, denoise_job
 from napari_dlmicro.core.jobs.evaluate import evaluate_job
 from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
@@ -41,6 +43,7 @@ from napari_dlmicro.core.models.stardist.train import build_network, train_stard
 from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cluster import ClusterChoice
 from napari_dlmicro.core.runtime.events import run_to_end
 
 
@@ -101,6 +104,11 @@ def cases(tmp: Path, with_cellpose: bool) -> list[tuple[str, Callable[[CancelTok
         ("segment + measure: 4096^2, 4 tiles, measurements", lambda t: segment_job(
             SegmentJob(big, sd, settings={"views": 1}, tile=2048), t), (1.0, 20.0)),
     ]
+    out.append(("blockwise segment: StarDist 8 views, 4096^2 in 2048^2 blocks, a local dask worker process",
+                lambda t: blockwise_segment_job(BlockwiseSegmentJob(
+                    image=lazy_from_array(big, "YX", name="big"), model=sd, output=tmp / f"bw{time.time_ns()}.ome.zarr",
+                    block=2048, cluster=ClusterChoice(workers=1), settings={"views": 8}, measure=False,
+                    previews=False), t), (5.0, 20.0)))
     n2v = build_model("n2v", 2, 1, depth=3, filters=32, extra={"normalization": {
         "percentiles": [1.0, 99.8], "input_mode": "dataset", "input": {"low": [0.0], "high": [255.0]}}})
     out.append(("denoise: N2V, one 4096^2 tile, 8 test-time views", lambda t: denoise_job(

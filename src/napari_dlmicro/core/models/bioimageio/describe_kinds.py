@@ -24,6 +24,7 @@ from napari_dlmicro.core.models.bioimageio.describe import (
     scale_range,
 )
 from napari_dlmicro.core.models.bioimageio.entry import StarDistProbDist
+from napari_dlmicro.core.models.restoration import intensity
 from napari_dlmicro.core.models.restoration.network import RestorationModel
 from napari_dlmicro.core.models.restoration.predict import predict_sample
 from napari_dlmicro.core.models.semantic.segmenter import SemanticSegmenter
@@ -178,9 +179,10 @@ class RestorationDescribed(Described):
     """Noise2Void or CARE: an image in, the restored image out, in the input's units."""
 
     model: RestorationModel
+    test_input: np.ndarray | None = None  # set by reference(): the raw test sample (C, *spatial)
 
     def output_tensor(self, test_file):
-        lo, hi = _output_range(self.model)
+        lo, hi = _output_range(self.model, self.test_input)
         return v0_5.OutputTensorDescr(
             id=v0_5.TensorId("restored"), description="the restored image, in the input's units",
             axes=[v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=channel_names(self.model.config.get(
@@ -189,6 +191,7 @@ class RestorationDescribed(Described):
             postprocessing=[_scale_linear(gain=hi - lo, offset=lo)])
 
     def reference(self, raw):
+        self.test_input = raw[0]
         out = run_to_end(predict_sample(self.model, raw[0], tile=None))
         return out[None].astype(np.float32)
 
@@ -201,8 +204,18 @@ def _scale_linear(gain: np.ndarray, offset: np.ndarray) -> v0_5.ScaleLinearDescr
         axis=v0_5.AxisId("channel"), gain=[float(g) for g in gain], offset=[float(o) for o in offset]))
 
 
-def _output_range(model: RestorationModel) -> tuple[np.ndarray, np.ndarray]:
+def _output_range(model: RestorationModel, test_input: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The output's range in the package: fixed, since bioimage.io's postprocessing cannot take it from the input.
+
+    A CARE model in *relative* intensity takes its output range from each
+    input's percentiles; the package fixes the range its test input gives, so
+    it reproduces the test exactly and puts other images on that one scale.
+    """
     norm = model.config["normalization"]
+    if norm.get("target_in_input") is not None and test_input is not None:
+        lo, hi = intensity.input_range(norm, np.asarray(test_input, np.float32))
+        tlo, thi = intensity.output_range(norm, lo, hi)
+        return np.asarray(tlo, np.float64), np.asarray(thi, np.float64)
     if norm.get("target") is not None:
         return np.asarray(norm["target"]["low"], np.float64), np.asarray(norm["target"]["high"], np.float64)
     return np.asarray(norm["input"]["low"], np.float64), np.asarray(norm["input"]["high"], np.float64)

@@ -34,7 +34,6 @@ def nms_objects(points: np.ndarray, prob: np.ndarray, dist: np.ndarray, shape: t
         return polygons_to_label(dist, points, shape=shape, prob=prob), points, prob
     rays = rays_from_json(rays_json)
     points, prob, dist, _ = non_maximum_suppression_3d_sparse(dist, prob, points, rays, nms_thresh=nms_thresh)
-    order = np.argsort(prob, kind="stable")  # painted low to high, as in 2D
-    labels = polyhedron_to_label(dist[order], points[order], rays=rays, prob=prob[order], shape=shape,
-                                 labels=order + 1, verbose=False)
+    # stardist numbers polyhedron i as i + 1 (the most probable wins an overlap): the seeds need no reordering
+    labels = polyhedron_to_label(dist, points, rays=rays, prob=prob, shape=shape, verbose=False)
     return np.asarray(labels, np.int32), points, prob
