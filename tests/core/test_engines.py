@@ -3,6 +3,8 @@ per set of weights; ``auto`` measures once and remembers."""
 from __future__ import annotations
 
 import json
+import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -11,12 +13,12 @@ import torch
 from stardist.matching import matching
 
 from napari_dlmicro.cli import main
-from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.jobs.segment import segment
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.models.engines import auto, choice
-from napari_dlmicro.core.models.engines.backends import OpenVinoBackend
+from napari_dlmicro.core.models.engines.backends import OpenVinoBackend, OrtBackend
 from napari_dlmicro.core.models.engines.choice import check_engine
 from napari_dlmicro.core.models.engines.onnx_export import cached_onnx
 from napari_dlmicro.core.models.engines.runner import NetRunner
@@ -24,6 +26,7 @@ from napari_dlmicro.core.models.restoration.network import build_model, load_res
 from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
 from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
 from napari_dlmicro.core.nets.unet import UNetConfig
+from napari_dlmicro.core.runtime.cancel import CancelToken
 
 CPU = torch.device("cpu")
 ENGINES = ("onnxruntime", "openvino")
@@ -178,3 +181,39 @@ def test_inside_napari_openvino_is_neither_offered_nor_chosen():
     with pytest.raises(UserError, match="command"):
         choice.check_engine("openvino")
     assert choice.check_engine("auto") == "auto"
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_a_cancel_stops_a_runtime_inside_its_pass(trained_stardist, engine):
+    """A cancel during one large pass ends it from inside the runtime, not after it."""
+    model = get_segmenter(trained_stardist, torch.device("cpu"))
+    path = cached_onnx(model.net, torch.zeros((1, 1, 64, 64)), ("prob", "dist"), model.runner.fingerprint())
+    runtime = OrtBackend(path, 1) if engine == "onnxruntime" else OpenVinoBackend(path, 1)
+    x = np.zeros((1, 1, 2048, 2048), np.float32)
+    token = CancelToken()
+    runs = []
+    timer = threading.Timer(0.05, token.cancel)
+    timer.start()
+    with pytest.raises(Cancelled):
+        runs.append(runtime.run(x, token))
+    timer.join()
+    assert not runs
+    assert len(runtime.run(x[..., :64, :64])) == 2  # the session still runs afterwards
+
+
+def test_a_loaded_model_pickles_for_a_clusters_workers(trained_stardist):
+    """Blockwise jobs on a scheduler by address ship the loaded model to workers that may not see its folder."""
+    model = get_segmenter(trained_stardist, torch.device("cpu"))
+    again = pickle.loads(pickle.dumps(model))
+    x = np.zeros((1, 1, 64, 64), np.float32)
+    for a, b in zip(again.runner(x), model.runner(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_cancel_stops_the_export_and_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLMICRO_ENGINES", str(tmp_path / "engines"))
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        cached_onnx(_tiny_net(), torch.zeros((1, 1, 64, 64)), ("prob", "dist"), "abc", token)
+    assert not list((tmp_path / "engines").glob("*.onnx"))

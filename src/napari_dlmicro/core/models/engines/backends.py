@@ -1,12 +1,15 @@
 """ONNX Runtime and OpenVINO sessions over one ONNX file, on the CPU, in float32.
 
 Sessions are kept per (file, engine, thread count), so that re-running a model
-(a preview, the next file) does not rebuild them. OpenVINO is asked for float32
+(a preview, the next file) does not rebuild them. A run stops inside the
+runtime when its token is cancelled (ONNX Runtime's terminate flag, OpenVINO's
+request cancel), so a large tile never holds a cancel for a whole pass. OpenVINO is asked for float32
 inference explicitly: on CPUs with bf16 units its default is bf16, which moved
 StarDist's distances by up to 0.4 pixels.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -14,19 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_dlmicro.core.errors import Cancelled
 from napari_dlmicro.core.models.engines.choice import ONNXRUNTIME, OPENVINO
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 
 KEEP = 6  # sessions kept open (each holds a copy of its network's weights)
+POLL_MS = 50  # how often a running OpenVINO request looks at its token
 _LOCK = threading.Lock()
 _SESSIONS: OrderedDict[tuple, Backend] = OrderedDict()
 
 
 class Backend:
-    """One network in one runtime: ``run(x)`` returns its outputs as float32 arrays."""
+    """One network in one runtime: ``run(x, token)`` returns its outputs as float32 arrays."""
 
     engine: str = ""
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
+    def run(self, x: np.ndarray, token: CancelToken = NEVER) -> list[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -45,10 +51,32 @@ class OrtBackend(Backend):
         # on a CPU shared with other work, spinning threads only take cycles from it
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._ort = ort
         self.input_name = self.session.get_inputs()[0].name
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})
+    def run(self, x: np.ndarray, token: CancelToken = NEVER) -> list[np.ndarray]:
+        feeds = {self.input_name: np.ascontiguousarray(x, np.float32)}
+        if token is NEVER:
+            return self.session.run(None, feeds)
+        options = self._ort.RunOptions()
+        finished = threading.Event()
+
+        def watch() -> None:  # sets the terminate flag the session polls between its kernels
+            while not finished.is_set():
+                if token.wait(POLL_MS / 1000):
+                    options.terminate = True
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            return self.session.run(None, feeds, options)
+        except Exception:
+            if token.cancelled:
+                raise Cancelled() from None
+            raise
+        finally:
+            finished.set()
 
 
 class OpenVinoBackend(Backend):
@@ -71,12 +99,21 @@ class OpenVinoBackend(Backend):
         """The inference precision the compiled model runs with (``f32``)."""
         return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x: np.ndarray, token: CancelToken = NEVER) -> list[np.ndarray]:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        result = request.infer({0: np.ascontiguousarray(x, np.float32)})
-        return [np.array(result[o], np.float32) for o in self.outputs]
+        if token is NEVER:
+            result = request.infer({0: np.ascontiguousarray(x, np.float32)})
+            return [np.array(result[o], np.float32) for o in self.outputs]
+        request.start_async({0: np.ascontiguousarray(x, np.float32)})
+        while not request.wait_for(POLL_MS):
+            if token.cancelled:
+                request.cancel()
+                with contextlib.suppress(RuntimeError):  # OpenVINO reports the cancel it was asked for
+                    request.wait()
+                raise Cancelled()
+        return [np.array(request.get_tensor(o).data, np.float32) for o in self.outputs]
 
 
 def backend(engine: str, path: Path, threads: int) -> Backend:

@@ -20,6 +20,7 @@ from torch import nn
 
 from napari_dlmicro.core.io.atomic import atomic_output
 from napari_dlmicro.core.models.paths import engines_dir
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
 
 OPSET = 17
 _LOCK = threading.Lock()
@@ -55,10 +56,11 @@ def exportable(net: nn.Module) -> nn.Module:
 
 
 def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, output_names: Sequence[str],
-                input_name: str = "input", channels_last_output: bool = False) -> Path:
+                input_name: str = "input", channels_last_output: bool = False, token: CancelToken = NEVER) -> Path:
     """Write ``net`` as ONNX to ``path`` (atomically), batch and spatial sizes dynamic; returns ``path``.
 
-    ``example`` (batch, channel, spatial...) fixes the channel count the graph takes.
+    ``example`` (batch, channel, spatial...) fixes the channel count the graph takes. Tracing runs the
+    network once on it; a cancelled ``token`` stops that between layers and nothing is written.
     """
     twin = exportable(net)
     n_spatial = example.ndim - 2
@@ -67,7 +69,7 @@ def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, output_names:
                 else {0: "batch", **{2 + i: f"o{i}" for i in range(n_spatial)}})
     dynamic = {input_name: in_axes, **{name: out_axes for name in output_names}}
     path = Path(path)
-    with atomic_output(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+    with atomic_output(path) as tmp, warnings.catch_warnings(), torch.no_grad(), cancellable_forward(twin, token):
         warnings.simplefilter("ignore")  # the exporter's notes on tracing and on its own deprecation
         # the TorchScript-based exporter: a second for our networks, where the dynamo one takes 15-40 s
         torch.onnx.export(twin, (example.detach().cpu().float(),), str(tmp), input_names=[input_name],
@@ -76,10 +78,11 @@ def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, output_names:
     return path
 
 
-def cached_onnx(net: nn.Module, example: torch.Tensor, output_names: Sequence[str], fingerprint: str) -> Path:
-    """The ONNX file of ``net`` for ``fingerprint``, exported on first use."""
+def cached_onnx(net: nn.Module, example: torch.Tensor, output_names: Sequence[str], fingerprint: str,
+                token: CancelToken = NEVER) -> Path:
+    """The ONNX file of ``net`` for ``fingerprint``, exported on first use (a cancel stops the export)."""
     path = engines_dir() / f"{fingerprint}.onnx"
     with _LOCK:
         if not path.is_file():
-            export_onnx(net, example, path, output_names)
+            export_onnx(net, example, path, output_names, token=token)
     return path

@@ -43,6 +43,14 @@ class NetRunner:
         self._weights: tuple[tuple[int, ...], str] | None = None  # (parameter versions, fingerprint)
         self.last_engine = TORCH if self.choice == AUTO else self.choice  # what the latest call ran on
 
+    def __getstate__(self) -> dict:
+        """Picklable (a cluster's workers get loaded models): the lock is made again where it lands."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def on_cpu(self) -> bool:
         """True when the network lives on the CPU (other engines than torch run only there)."""
@@ -68,8 +76,8 @@ class NetRunner:
         if engine == TORCH:
             return self.torch_forward(x, token)
         path = cached_onnx(self.net, torch.from_numpy(np.ascontiguousarray(x[:1])), self.output_names,
-                           self.fingerprint())
-        outputs = tuple(backend(engine, path, torch.get_num_threads()).run(x))
+                           self.fingerprint(), token)
+        outputs = tuple(backend(engine, path, torch.get_num_threads()).run(x, token))
         token.check()
         return outputs
 
