@@ -73,6 +73,35 @@ class _Never(CancelToken):
 NEVER: CancelToken = _Never()
 
 
+def call_abandoning(fn: Callable[..., Any], *args: Any, token: CancelToken, poll_s: float = 0.02) -> Any:
+    """``fn(*args)`` in a helper thread; a cancel raises :class:`Cancelled` here within ``poll_s``.
+
+    For one call that a cancel can only stop at its next check (a network's
+    layer on a huge tile takes seconds on a CPU): the caller goes on at once,
+    and the helper thread ends at that check in the background (its result is
+    dropped). With :data:`NEVER` it is a plain call.
+    """
+    if token is NEVER:
+        return fn(*args)
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="dlmicro-call", daemon=True).start()
+    while not finished.wait(poll_s):
+        token.check()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def run_blocking(
     fn: Callable[[Callable[[Any], None]], Any],
     token: CancelToken,

@@ -107,9 +107,19 @@ def engine(choice: ClusterChoice | None = None) -> Iterator[Engine]:
     client = Client(cluster, set_as_default=False)
     try:
         yield Engine(client, client.dashboard_link, True, torch_threads)
-    finally:
-        client.close()
-        cluster.close()
+    except Cancelled:
+        # closing the workers takes seconds; a cancelled job ends now and they close in the background
+        threading.Thread(target=_close, args=(client, cluster), daemon=True, name="dlmicro-cluster-close").start()
+        raise
+    except BaseException:
+        _close(client, cluster)
+        raise
+    _close(client, cluster)
+
+
+def _close(client: Client, cluster: LocalCluster) -> None:
+    client.close()
+    cluster.close()
 
 
 @dataclass

@@ -16,13 +16,14 @@ everything else, the same for every kind:
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled
-from ..runtime.cancel import CancelToken
+from ..runtime.cancel import CancelToken, cancellable_forward
 from ..runtime.events import Job, Metric, Metrics, Notice, Preview, ProgressClock
 from .budget import Budget
 from .keeper import BestKeeper
@@ -134,6 +135,10 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
     stopped = StopReason.BUDGET
     trainer.budget = budget
     trainer.begin()
+    hooks = contextlib.ExitStack()
+    net = getattr(trainer, "net", None)
+    if hasattr(net, "register_forward_pre_hook"):  # a cancel stops a step inside the network, forward or backward
+        hooks.enter_context(cancellable_forward(net, token))
     try:
         try:
             if trainer.validate_first:
@@ -215,6 +220,7 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
         return TrainResult(trainer.kind, trainer.model(), folder if saved else None, history, best, stopped, step,
                            budget.elapsed())
     finally:
+        hooks.close()
         trainer.end()
 
 

@@ -9,7 +9,6 @@ StarDist's distances by up to 0.4 pixels.
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -109,9 +108,9 @@ class OpenVinoBackend(Backend):
         request.start_async({0: np.ascontiguousarray(x, np.float32)})
         while not request.wait_for(POLL_MS):
             if token.cancelled:
+                # not waited for: the CPU plugin may finish its current layers first; a new request runs next
                 request.cancel()
-                with contextlib.suppress(RuntimeError):  # OpenVINO reports the cancel it was asked for
-                    request.wait()
+                self._local.request = None
                 raise Cancelled()
         return [np.array(request.get_tensor(o).data, np.float32) for o in self.outputs]
 

@@ -24,7 +24,7 @@ from napari_dlmicro.core.models.engines import auto
 from napari_dlmicro.core.models.engines.backends import backend
 from napari_dlmicro.core.models.engines.choice import AUTO, TORCH, check_engine, cpu_engines
 from napari_dlmicro.core.models.engines.onnx_export import architecture_signature, cached_onnx, weights_fingerprint
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 
 Outputs = tuple[np.ndarray, ...]
 TorchForward = Callable[[np.ndarray, CancelToken], Outputs]  # (input, token) -> outputs
@@ -63,7 +63,8 @@ class NetRunner:
         engine = self.choice
         if engine == TORCH or not self.on_cpu:
             self.last_engine = TORCH
-            return self.torch_forward(x, token)
+            # one layer of a huge tile can take seconds: the caller is free at a cancel, the layer ends behind it
+            return call_abandoning(self.torch_forward, x, token, token=token)
         if engine == AUTO:
             key = auto.decision_key(architecture_signature(self.net), x.shape[2:], torch.get_num_threads())
             engine = auto.remembered(key)
@@ -74,7 +75,7 @@ class NetRunner:
 
     def _run(self, engine: str, x: np.ndarray, token: CancelToken = NEVER) -> Outputs:
         if engine == TORCH:
-            return self.torch_forward(x, token)
+            return call_abandoning(self.torch_forward, x, token, token=token)
         path = cached_onnx(self.net, torch.from_numpy(np.ascontiguousarray(x[:1])), self.output_names,
                            self.fingerprint(), token)
         outputs = tuple(backend(engine, path, torch.get_num_threads()).run(x, token))

@@ -24,7 +24,7 @@ from napari_dlmicro.core.models.folder import load_safetensors, read_config, sav
 from napari_dlmicro.core.models.paths import store_dir
 from napari_dlmicro.core.models.restoration import intensity, upsample
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig, conv_nd
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning, cancellable_forward
 from napari_dlmicro.core.runtime.devices import autocast
 
 KINDS = ("n2v", "care")
@@ -214,19 +214,24 @@ def predict_tile(model: RestorationModel, x: np.ndarray, use_channels_last: bool
     net = model.net
     if model.runner is not None and model.runner.choice != TORCH:  # the one place another engine steps in
         net = lambda v: torch.from_numpy(model.runner(v.contiguous().cpu().numpy(), token)[0]).to(v.device)
-    with torch.inference_mode(), autocast(device), cancellable_forward(model.net, token):
-        if not tta:
-            out = net(t).float()
-        else:
-            acc, n = None, 0
-            for k in range(4):
-                for flip in (False, True):
-                    v = torch.rot90(t, k, dims=(-2, -1))
-                    v = torch.flip(v, dims=(-1,)) if flip else v
-                    y = net(v).float()
-                    y = torch.flip(y, dims=(-1,)) if flip else y
-                    y = torch.rot90(y, -k, dims=(-2, -1))
-                    acc = y if acc is None else acc + y
-                    n += 1
-            out = acc / n
-    return out[0].cpu().numpy()
+
+    def compute() -> np.ndarray:
+        with torch.inference_mode(), autocast(device), cancellable_forward(model.net, token):
+            if not tta:
+                out = net(t).float()
+            else:
+                acc, n = None, 0
+                for k in range(4):
+                    for flip in (False, True):
+                        v = torch.rot90(t, k, dims=(-2, -1))
+                        v = torch.flip(v, dims=(-1,)) if flip else v
+                        y = net(v).float()
+                        y = torch.flip(y, dims=(-1,)) if flip else y
+                        y = torch.rot90(y, -k, dims=(-2, -1))
+                        acc = y if acc is None else acc + y
+                        n += 1
+                out = acc / n
+        return out[0].cpu().numpy()
+
+    # one layer of a huge tile takes seconds on a CPU: at a cancel the caller goes on, the layer ends behind it
+    return call_abandoning(compute, token=token)
