@@ -5,10 +5,11 @@ import threading
 import time
 
 import pytest
+import torch
 
 from napari_dlmicro.core.errors import Cancelled
 from napari_dlmicro.core.runtime import offload
-from napari_dlmicro.core.runtime.cancel import CancelToken, run_blocking
+from napari_dlmicro.core.runtime.cancel import CancelToken, call_abandoning, cancellable_forward, run_blocking
 from napari_dlmicro.core.runtime.events import Preview, Progress, ProgressClock, relay, run_to_end
 
 
@@ -89,3 +90,42 @@ def test_relay_rescales_progress_and_passes_the_rest():
 def test_a_preview_region_is_always_slices():
     with pytest.raises(TypeError, match="tuple of slices"):
         Preview(__import__("numpy").zeros(2), (0,))
+
+
+def test_a_network_shared_by_a_cancelled_job_and_a_new_one_stops_only_the_cancelled_one():
+    """Cancel, then Run again at once: the first job's forward, winding down in the background, must not stop
+    the second job's forward through the same network."""
+    net = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
+    first, second = CancelToken(), CancelToken()
+    with cancellable_forward(net, first):
+        first.cancel()
+        outcome = {}
+
+        def run_second():
+            with cancellable_forward(net, second):
+                outcome["out"] = net(torch.rand(2, 4))
+
+        worker = threading.Thread(target=run_second)
+        worker.start()
+        worker.join()
+        assert outcome["out"].shape == (2, 4)
+        with pytest.raises(Cancelled):
+            net(torch.rand(2, 4))
+
+
+def test_call_abandoning_frees_the_caller_and_its_layers_still_check_the_callers_token():
+    token = CancelToken()
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(10)
+        return 1
+
+    timer = threading.Timer(0.05, token.cancel)
+    timer.start()
+    with pytest.raises(Cancelled):
+        call_abandoning(slow, token=token)
+    release.set()
+    assert started.is_set() and call_abandoning(lambda: 2, token=CancelToken()) == 2

@@ -85,8 +85,10 @@ def call_abandoning(fn: Callable[..., Any], *args: Any, token: CancelToken, poll
         return fn(*args)
     outcome: dict[str, Any] = {}
     finished = threading.Event()
+    inherited = list(_thread_checks())  # the helper's layers check what the caller's would
 
     def target() -> None:
+        _thread_checks().extend(inherited)
         try:
             outcome["value"] = fn(*args)
         except BaseException as exc:  # re-raised in the caller's thread below
@@ -157,10 +159,15 @@ def cancellable_forward(module: Any, token: CancelToken, also: Callable[[], None
         return
 
     def before(*_: Any) -> None:
-        token.check()
-        if also is not None:
-            also()
+        # The checks of the thread that runs the layer: a network shared by two jobs (one cancelled and
+        # winding down behind call_abandoning, one just started) must stop only the cancelled one.
+        for tok, extra in tuple(_thread_checks()):
+            tok.check()
+            if extra is not None:
+                extra()
 
+    entry = (token, also)
+    _thread_checks().append(entry)
     handles = []
     for child in module.modules():
         if child is module or not list(child.children()):
@@ -173,3 +180,14 @@ def cancellable_forward(module: Any, token: CancelToken, also: Callable[[], None
     finally:
         for handle in handles:
             handle.remove()
+        _thread_checks().remove(entry)
+
+
+_CHECKS = threading.local()
+
+
+def _thread_checks() -> list[tuple[CancelToken, Callable[[], None] | None]]:
+    """The (token, also) pairs that layers run by this thread check (see :func:`cancellable_forward`)."""
+    if not hasattr(_CHECKS, "items"):
+        _CHECKS.items = []
+    return _CHECKS.items
