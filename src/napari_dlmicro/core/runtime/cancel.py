@@ -146,13 +146,16 @@ def run_blocking(
 
 
 @contextlib.contextmanager
-def cancellable_forward(module: Any, token: CancelToken, also: Callable[[], None] | None = None) -> Iterator[None]:
+def cancellable_forward(module: Any, token: CancelToken, also: Callable[[], None] | None = None,
+                        backward: bool = True) -> Iterator[None]:
     """Check ``token`` before every sub-module of a torch network runs, forward and backward.
 
     A forward pass over a big tile (or a Cellpose-SAM ViT on a CPU, seconds a
     tile) is one call; with these hooks a cancel unwinds it at the next layer,
     so the work between two checks is one layer's, not one network's.
     ``also`` is called at each check too (a training step's time budget).
+    ``backward=False`` leaves the backward pass unhooked (torch forbids those
+    hooks around in-place layers such as torchvision's ReLUs).
     """
     if token is NEVER and also is None:  # nothing can stop it: no hooks to pay for
         yield
@@ -172,7 +175,7 @@ def cancellable_forward(module: Any, token: CancelToken, also: Callable[[], None
     for child in module.modules():
         if child is module or not list(child.children()):
             handles.append(child.register_forward_pre_hook(before))
-            if hasattr(child, "register_full_backward_pre_hook") and any(
+            if backward and hasattr(child, "register_full_backward_pre_hook") and any(
                     p.requires_grad for p in child.parameters(recurse=False)):
                 handles.append(child.register_full_backward_pre_hook(before))
     try:

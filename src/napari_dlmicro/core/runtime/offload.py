@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import Cancelled
-from .cancel import NEVER, CancelToken
+from .cancel import NEVER, CancelToken, call_abandoning
 
 POLL_S = 0.05  # how often a waiting call looks at its token
 
@@ -113,23 +113,7 @@ def _call_in_helper(fn: Callable[..., Any], args: tuple, token: CancelToken) -> 
 
 
 def _call_in_thread(fn: Callable[..., Any], args: tuple, token: CancelToken) -> Any:
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["value"] = fn(*args)
-        except BaseException as exc:  # re-raised in the caller below
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="dlmicro-offload", daemon=True).start()
-    while not done.wait(POLL_S):
-        token.check()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return call_abandoning(fn, *args, token=token, poll_s=POLL_S)
 
 
 def _kill_locked() -> None:

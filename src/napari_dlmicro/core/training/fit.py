@@ -55,6 +55,7 @@ class Trainer(ABC):
     continued: bool = False  # started from a trained model: its score is a floor
     tolerance: float = 0.0  # the keeper's tolerance (see BestKeeper)
     checkpoint_every_s: float = 5.0  # at most one checkpoint write this often
+    cancel_in_backward: bool = True  # False for networks with in-place layers (backward hooks are forbidden there)
     keep_last_at_budget: bool = False  # a run that spends its budget ends with its last (validated) weights
     finish_cost: float = 0.0  # reserve this many validations' time at the end of a time budget
     preview_every_s: float | None = None  # how often :meth:`preview` is called (None: never)
@@ -138,7 +139,7 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
     hooks = contextlib.ExitStack()
     net = getattr(trainer, "net", None)
     if hasattr(net, "register_forward_pre_hook"):  # a cancel stops a step inside the network, forward or backward
-        hooks.enter_context(cancellable_forward(net, token))
+        hooks.enter_context(cancellable_forward(net, token, backward=trainer.cancel_in_backward))
     try:
         try:
             if trainer.validate_first:

@@ -49,6 +49,7 @@ class DeepTrainer(Trainer):
     """A step is one class-balanced batch of augmented crops; an epoch one pass's worth of training crops."""
 
     kind = "classifier"
+    cancel_in_backward = False  # torchvision's ResNet has in-place ReLUs
 
     def __init__(self, x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, data: ClassifierData,
                  s: ClassifierTraining, device: torch.device, name: str, geometry: CropGeometry,
