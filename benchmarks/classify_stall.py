@@ -18,9 +18,9 @@ import time
 
 import napari
 import numpy as np
+from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.events import Event
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-from napari.utils.misc import ReadOnlyWrapper
 from qtpy.QtWidgets import QApplication
 from stall_probe import StallProbe
 from stardist.data import test_image_nuclei_2d
@@ -92,7 +92,7 @@ def main() -> None:
     wait(app, lambda: dock.handle is None and not dock._click_timer.isActive())
     probe.stop()
     print(f"{args.clicks} clicks {args.gap} s apart on {len(ids)} objects: longest event-loop stall "
-          f"{probe.max_ms():.0f} ms (target < 50 ms); the worst gaps: {'; '.join(probe.worst(4))}")
+          f"{probe.max_ms:.0f} ms (target < 50 ms); the worst gaps: {'; '.join(probe.worst(4))}")
     print(f"dock: {dock.form.counts.text()}")
     viewer.close()
 
