@@ -1,6 +1,8 @@
 """Blockwise denoising of an OME-Zarr gives the whole-image result, as an NGFF image, and resumes after a stop."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import zarr
@@ -76,7 +78,9 @@ def test_a_stopped_care_run_resumes_and_gives_the_whole_image_result(tmp_path, n
     events = []
     run_to_end(blockwise_denoise_job(job(resume=True)), events.append)
     assert output_state(out) == COMPLETE
-    assert f"resuming: {len(done_before)} of 40 block(s)" in " ".join(e.message for e in events
-                                                                         if isinstance(e, Notice))
+    # blocks still in flight at the cancel may finish while the cluster closes behind it: they count as done
+    said = " ".join(e.message for e in events if isinstance(e, Notice))
+    resumed = int(re.search(r"resuming: (\d+) of 40 block\(s\)", said).group(1))
+    assert len(done_before) <= resumed < 40
     whole = denoise(frames, load_restoration(model), axes="TYX", tile=None)  # CARE: each frame its own range
     np.testing.assert_allclose(level0(out), whole, rtol=0, atol=1e-4)
