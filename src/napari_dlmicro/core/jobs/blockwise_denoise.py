@@ -30,7 +30,7 @@ from napari_dlmicro.core.io.ngff_write import OutputSpec, create_output, finish_
 from napari_dlmicro.core.jobs.blockwise_segment import DEFAULT_BLOCK, pyramid_pass
 from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, scatter
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Notice, Preview, PreviewKind, run_to_end
 
@@ -105,14 +105,14 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
     reader = BlockReader(image.source, image.axes, out_axes, n_loop, None)
     done = state.done_blocks()
     todo = [b for b in plan.blocks if b.key not in done]
-    with engine(job.cluster) as eng:
+    with engine(job.cluster, token) as eng:
         if eng.dashboard:
             yield Notice(f"dask dashboard: {eng.dashboard}")
         if done:
             yield Notice(f"resuming: {len(done)} of {len(plan.blocks)} block(s) were already denoised")
         ctx = DenoiseContext(secrets.token_hex(6), _shipped(job.model, model, eng), job.device, reader, norm, plan,
                              spec.to_json(), str(state.folder), job.tile, tta, eng.torch_threads)
-        shared = eng.client.scatter(ctx, broadcast=True, hash=False)
+        shared = scatter(eng, ctx, token)
         level0 = spec.array(0, mode="r") if job.previews else None
 
         def denoised(block: Block, _seconds: float) -> Preview | None:

@@ -56,7 +56,7 @@ from napari_dlmicro.core.labels.tables import concat_tables, write_table
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, run_tasks
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, run_tasks, scatter
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, PreviewKind, ProgressClock, run_to_end
 
@@ -142,7 +142,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
                           fill_value=0, zarr_format=3)
     spacing = tuple(image.scale.get(a, 1.0) for a in plan.spatial_axes) if image.scale else None
     reader = BlockReader(image.source, image.axes, plan.out_axes, plan.n_loop, channels)
-    with engine(job.cluster) as eng:
+    with engine(job.cluster, token) as eng:
         if eng.dashboard:
             yield Notice(f"dask dashboard: {eng.dashboard}")
         ctx = SegmentContext(
@@ -151,7 +151,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
             run_folder=str(state.folder), spacing=spacing, unit="um" if image.unit in ("µm", "um") else
             (image.unit or "um"), class_map=model.info.class_map, measure=job.measure,
             torch_threads=eng.torch_threads, max_halo=plan.block)
-        shared = eng.client.scatter(ctx, broadcast=True, hash=False)
+        shared = scatter(eng, ctx, token)
         reports = yield from _segment_pass(eng, plan, shared, state, job, spec, token)
         cut = sum(r.cut for r in reports.values())
         if cut:

@@ -41,7 +41,7 @@ from napari_dlmicro.core.labels.tables import concat_tables, write_table
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
-from napari_dlmicro.core.runtime.cluster import ClusterChoice, engine, processes, run_tasks, worker_model
+from napari_dlmicro.core.runtime.cluster import ClusterChoice, engine, processes, run_tasks, scatter, worker_model
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Notice, ProgressClock, run_to_end
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
@@ -152,13 +152,13 @@ def segment_many_job(items: Sequence[str | Path | LazyImage], outdir: str | Path
     outdir.mkdir(parents=True, exist_ok=True)
     done: list[ImageDone] = []
     failed: list[tuple[str, BaseException]] = []
-    with engine(cluster) as eng:
+    with engine(cluster, token) as eng:
         if eng.dashboard:
             yield Notice(f"dask dashboard: {eng.dashboard}")
         shipped = loaded if (isinstance(model, Segmenter) or not eng.own or not processes(eng)) else str(model)
         ctx = ManyContext(secrets.token_hex(6), shipped, device, str(outdir), kwargs, resume, eng.torch_threads,
                           str(labels_store) if labels_store else None, into_input, label_name)
-        shared = eng.client.scatter(ctx, broadcast=True, hash=False)
+        shared = scatter(eng, ctx, token)
         task = segment_field_task if fields else segment_file_task
         clock = ProgressClock(len(items), "segmenting images")
         for outcome in run_tasks(eng.client, task, [i if fields else str(i) for i in items], shared, token=token,

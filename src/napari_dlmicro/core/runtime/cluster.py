@@ -24,7 +24,7 @@ import psutil
 from distributed import Client, Future, LocalCluster, as_completed
 
 from napari_dlmicro.core.errors import Cancelled, UserError
-from napari_dlmicro.core.runtime.cancel import CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 
 CONNECT_TIMEOUT_S = 10
 BYTES_PER_WORKER = 3 << 30  # a model, a block of 1024² with its halo, and the network's activations
@@ -77,12 +77,19 @@ def processes(eng: Engine) -> bool:
 
 
 @contextlib.contextmanager
-def engine(choice: ClusterChoice | None = None) -> Iterator[Engine]:
-    """Open the cluster ``choice`` names; a LocalCluster started here is closed on the way out."""
+def engine(choice: ClusterChoice | None = None, token: CancelToken | None = None) -> Iterator[Engine]:
+    """Open the cluster ``choice`` names; a LocalCluster started here is closed on the way out.
+
+    With a ``token``, starting the workers (seconds: each is a new Python
+    process that imports torch) or connecting to a scheduler ends at a cancel
+    within 50 ms: the start goes on in the background and what it opened is
+    closed there.
+    """
     choice = choice or ClusterChoice()
     if choice.scheduler:
         try:
-            client = Client(choice.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            client = _opened(lambda: Client(choice.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False),
+                             lambda c: c.close(), token)
         except (OSError, TimeoutError, ValueError) as exc:
             raise UserError(f"no dask scheduler answers at {choice.scheduler} ({type(exc).__name__})",
                             "check the address (tcp://HOST:8786), that `dask scheduler` runs there and that "
@@ -97,14 +104,22 @@ def engine(choice: ClusterChoice | None = None) -> Iterator[Engine]:
         workers = choice.workers
         torch_threads = max(1, (os.cpu_count() or 1) // workers)
     where = {"host": "127.0.0.1", "memory_limit": "auto"} if choice.processes else {"memory_limit": 0}
-    try:
+
+    def start() -> tuple[LocalCluster, Client]:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=choice.threads or 1,
                                processes=choice.processes, dashboard_address="127.0.0.1:0", silence_logs=40, **where)
+        try:
+            return cluster, Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+
+    try:
+        cluster, client = _opened(start, lambda opened: _close(opened[1], opened[0]), token)
     except (RuntimeError, OSError, TimeoutError) as exc:
         raise UserError(f"the {workers} local dask worker(s) could not start ({_why(exc)})",
                         "in a Python script, run the job under `if __name__ == \"__main__\":` (workers are new "
                         "processes that import the script); or check the free memory, or give --workers 1") from None
-    client = Client(cluster, set_as_default=False)
     try:
         yield Engine(client, client.dashboard_link, True, torch_threads)
     except Cancelled:
@@ -120,6 +135,52 @@ def engine(choice: ClusterChoice | None = None) -> Iterator[Engine]:
 def _close(client: Client, cluster: LocalCluster) -> None:
     client.close()
     cluster.close()
+
+
+def _opened(open_: Callable[[], Any], close: Callable[[Any], None], token: CancelToken | None) -> Any:
+    """``open_()``, in a helper thread the caller stops waiting for at a cancel.
+
+    What the helper opens after the caller has gone is closed by the helper.
+    """
+    if token is None or token is NEVER:
+        return open_()
+    outcome: dict[str, Any] = {}
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            value = open_()
+        except BaseException as exc:  # re-raised in the caller's thread below
+            outcome["error"] = exc
+            finished.set()
+            return
+        with lock:
+            abandoned = outcome.get("abandoned", False)
+            outcome["value"] = value
+        finished.set()
+        if abandoned:
+            close(value)
+
+    threading.Thread(target=target, name="dlmicro-cluster-open", daemon=True).start()
+    while not finished.wait(0.05):
+        if token.cancelled:
+            with lock:
+                if "value" not in outcome:
+                    outcome["abandoned"] = True
+                    raise Cancelled()
+            break
+    if "error" in outcome:
+        raise outcome["error"]
+    if token.cancelled:
+        threading.Thread(target=close, args=(outcome["value"],), daemon=True, name="dlmicro-cluster-close").start()
+        raise Cancelled()
+    return outcome["value"]
+
+
+def scatter(eng: Engine, value: Any, token: CancelToken) -> Future:
+    """``value`` sent once to every worker; a cancel ends the wait within 50 ms."""
+    return call_abandoning(lambda: eng.client.scatter(value, broadcast=True, hash=False), token=token)
 
 
 @dataclass
