@@ -28,7 +28,7 @@ from napari_dlmicro.core.models.restoration import care, n2v
 from napari_dlmicro.core.models.restoration.network import RestorationModel, predict_tile, save_restoration
 from napari_dlmicro.core.models.restoration.prepare import Prepared, prepare_training
 from napari_dlmicro.core.models.restoration.settings import LEARNING_RATES, TrainSettings  # noqa: F401 - API
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 from napari_dlmicro.core.runtime.devices import resolve_device, training_autocast
 from napari_dlmicro.core.runtime.events import Job, Level, Metric, Notice, Preview, PreviewKind
 from napari_dlmicro.core.runtime.oom import is_out_of_memory
@@ -179,7 +179,7 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
         yield Notice(text, Level.WARNING)
     if data.patch[-1] * data.model.factors[-1] < s.patch:
         yield Notice(f"the image is small: patches shrunk to {data.patch}", Level.WARNING)
-    trainer = RestorationTrainer(s, data, preview)
+    trainer = call_abandoning(RestorationTrainer, s, data, preview, token=token)
     return (yield from fit(trainer, s.budget(), token, save_to))
 
 

@@ -23,7 +23,7 @@ from napari_dlmicro.core.models.folder import save_model_folder
 from napari_dlmicro.core.models.semantic.network import SemanticModel, SemanticNet, class_scores
 from napari_dlmicro.core.models.semantic.settings import SemanticTraining
 from napari_dlmicro.core.nets.unet import UNetConfig
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Metric
 from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
@@ -136,7 +136,7 @@ def train_semantic(train: Sequence, val: Sequence, settings: SemanticTraining = 
                    save_to: str | Path | None = None, meta: dict | None = None) -> Job:
     """Train a U-Net on class maps (training and validation :class:`Pair` lists); returns a :class:`TrainResult`."""
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    trainer = SemanticTrainer(train, val, settings, device, name, meta)
+    trainer = call_abandoning(SemanticTrainer, train, val, settings, device, name, meta, token=token)
     budget = Budget(minutes=settings.minutes, epochs=settings.epochs, steps_per_epoch=trainer.steps_per_epoch)
     return (yield from fit(trainer, budget, token, save_to))
 

@@ -34,7 +34,7 @@ from napari_dlmicro.core.models.stardist.settings import StarDistTraining
 from napari_dlmicro.core.models.stardist.targets import stardist_loss, training_batch, validation_patches
 from napari_dlmicro.core.models.stardist.thresholds import optimize_thresholds, set_thresholds, validate
 from napari_dlmicro.core.nets.unet import UNetConfig
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Metric, Metrics, Notice
 from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
@@ -245,7 +245,9 @@ def train_stardist(
         raise UserError("no training images were given", "give at least one image and its mask")
     images, vimages = _with_channels(train_images, masks[0].ndim), _with_channels(val_images, masks[0].ndim)
     _check_data(images, masks, vimages, vmasks)
-    trainer = StarDistTrainer(images, masks, vimages, vmasks, settings, device or torch.device("cpu"), name, init, meta)
+    # the validation targets of big images take seconds: a cancel does not wait for them
+    trainer = call_abandoning(StarDistTrainer, images, masks, vimages, vmasks, settings, device or torch.device("cpu"),
+                              name, init, meta, token=token)
     return (yield from fit(trainer, settings.budget(trainer.steps_per_epoch), token, save_to))
 
 
