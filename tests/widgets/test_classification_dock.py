@@ -46,7 +46,8 @@ def dock(make_napari_viewer, qtbot):
 
 def wait_idle(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: widget.handle is None and not widget._click_timer.isActive()
-                    and not widget._labels_timer.isActive(), timeout=timeout)
+                    and not widget._labels_timer.isActive() and not widget._markers_timer.isActive(),
+                    timeout=timeout)
 
 
 def centre(widget, label: int) -> np.ndarray:
@@ -93,7 +94,9 @@ def test_clicks_classify_every_object_and_the_results_show(dock, qtbot, tmp_path
     features = labels.features
     assert {"class", "probability", "p_small", "p_big"} <= set(features.columns) and len(features) == 25
     assert widget.form.counts.text().startswith("25 objects: small") and "(3 clicked)" in widget.form.counts.text()
-    assert len(viewer.layers["cells labels [clicks]"].data) == 6
+    marks = np.asarray(viewer.layers["cells labels [clicks]"].data)
+    assert len(widget.markers.shown) == 6 and set(np.unique(marks)) == {0, 1, 2, 3}  # ring, small, big
+    assert all(marks[tuple(c)] == k + 2 for k, c in widget.markers.shown.values())  # each dot in its class
     qtbot.waitUntil(lambda: "accuracy" in widget.form.accuracy.text(), timeout=60_000)
     assert "<table" in widget.form.confusion.text()
 
