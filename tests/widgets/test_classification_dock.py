@@ -193,3 +193,37 @@ def test_deep_training_shows_curves_classifies_and_stops_or_cancels(dock, qtbot)
     widget.cancel()
     assert widget.handle is None and widget.form.train_button.isEnabled()  # idle at the click
     assert widget.state.status.text == "Cancelled: the clicks are kept" and len(widget.state.table) == 10
+
+
+def press(viewer, qtbot, key: str) -> None:
+    """Press and release ``key`` on napari's canvas, as a user does: napari's keymap handles it."""
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, key)
+
+
+def test_keys_1_to_9_pick_the_class_and_w_explains_the_object_under_the_cursor(dock, qtbot):
+    viewer, widget = dock
+    labels = viewer.layers["cells labels"]
+    widget.state.add_class("dividing")
+    assert viewer.layers.selection.active is labels
+    press(viewer, qtbot, "2")
+    assert widget.state.current == 1 and widget.form.classes.keys[1].isChecked()
+    press(viewer, qtbot, "3")
+    assert widget.state.current == 2
+    press(viewer, qtbot, "1")
+    assert widget.state.current == 0 and str(labels.mode) == "pan_zoom"  # napari's own 1-9 bindings are not run
+    press(viewer, qtbot, "4")  # there is no class 4: said in the dock, the class stays
+    assert widget.state.current == 0 and "there is no class 4" in widget.state.status.text
+    click(labels, centre(widget, 1))
+    assert widget.state.table == {1: "small"}  # the key chose the class the click assigns
+
+    widget.state.remove_class(2)
+    label_some(viewer, widget, qtbot, small=(3,), big=(2, 4))
+    viewer.layers.selection.active = viewer.layers["cells labels [classes]"]  # the keys work on the dock's layers too
+    press(viewer, qtbot, "2")
+    assert widget.state.current == 1
+    viewer.cursor.position = tuple(centre(widget, 4))
+    press(viewer, qtbot, "w")
+    wait_idle(qtbot, widget)
+    assert widget.form.why_label.text().startswith("object 4: big")
+    assert "cells labels [why]" in viewer.layers
+
