@@ -227,3 +227,39 @@ def test_keys_1_to_9_pick_the_class_and_w_explains_the_object_under_the_cursor(d
     assert widget.form.why_label.text().startswith("object 4: big")
     assert "cells labels [why]" in viewer.layers
 
+
+def move(layer, position) -> None:
+    """The mouse moves to world ``position`` over ``layer`` (no button held), as napari delivers it."""
+    event = ReadOnlyWrapper(Event(type_name="mouse_move", is_dragging=False, modifiers=[], position=tuple(position),
+                                  pos=np.array([10.0, 10.0]), view_direction=None, dims_displayed=[0, 1],
+                                  button=0), exceptions=("handled",))
+    mouse_move_callbacks(layer, event)
+
+
+def test_explain_on_hover_follows_the_cursor_and_is_remembered(dock, qtbot):
+    viewer, widget = dock
+    label_some(viewer, widget, qtbot)
+    labels = viewer.layers["cells labels"]
+    move(labels, centre(widget, 8))
+    assert not widget.hover.busy  # off by default: moving explains nothing
+    widget.form.hover_check.setChecked(True)
+    remembered = ClassificationState()
+    remembered.restore()
+    assert remembered.hover  # the next session explains on hover too
+
+    for label in (8, 9, 11):  # the cursor passes over two objects and rests on the third
+        move(labels, centre(widget, label))
+    qtbot.waitUntil(lambda: not widget.hover.busy, timeout=60_000)
+    assert widget.hover.shown == 11 and widget.form.why_label.text().startswith("object 11: small")
+    why = viewer.layers["cells labels [why]"]
+    f = widget.measured.features
+    top_left = np.asarray(why.translate) / SCALE  # the image lies over the object
+    assert np.all(top_left <= f.centroids[f.rows([11])][0]) and float(np.asarray(why.data).max()) > 0
+    assert widget.state.status.text == "object 11: small"  # explaining on hover holds no other job up
+
+    move(labels, centre(widget, 12))
+    qtbot.waitUntil(lambda: widget.hover.shown == 12 and not widget.hover.busy, timeout=60_000)
+    assert widget.form.why_label.text().startswith("object 12: big")
+    assert viewer.layers["cells labels [why]"] is why  # updated in place
+    move(labels, (0.2, 0.2))  # the background: what is shown stays, nothing is computed
+    assert not widget.hover.busy and widget.hover.shown == 12

@@ -222,6 +222,7 @@ class ClassifyActions:
         self.writer.write(layer, u.where, u.class_map, region)
         write_features(labels, u.features)
         self.state.show_counts(u.counts())
+        self.hover.forget()  # the object under the cursor is explained again, by this classification
 
     def assess(self) -> None:
         """Score the fast classifier on held-out clicks (a cross-validation), beside any other job."""

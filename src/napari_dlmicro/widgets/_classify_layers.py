@@ -140,10 +140,20 @@ def show_why(viewer, labels: Labels, why: Why, where: tuple[int, ...], deep: boo
     nd = why.data.ndim
     scale = np.asarray(labels.scale, float)[-nd:]
     translate = np.asarray(labels.translate, float)[-nd:] + scale * [r.start for r in why.region]
-    if name in viewer.layers:
+    colormap = "inferno" if deep else "yellow"
+    layer = next((lay for lay in viewer.layers if lay.name == name), None)
+    if isinstance(layer, Image) and layer.data.ndim == nd:  # updated in place: adding a layer costs frames
+        layer.data = why.data
+        layer.scale, layer.translate = scale, translate
+        if layer.colormap.name != colormap:
+            layer.colormap = colormap
+        layer.contrast_limits = (0.0, 1.0)
+        layer.visible = True
+        return layer
+    if layer is not None:
         viewer.layers.remove(name)
     layer = viewer.add_image(why.data, name=name, scale=scale, translate=translate, contrast_limits=(0.0, 1.0),
-                             colormap="inferno" if deep else "yellow", blending="additive", opacity=0.7)
+                             colormap=colormap, blending="additive", opacity=0.7)
     keep_active(viewer, labels)
     return layer
 

@@ -26,11 +26,13 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.models.classifier.deep import DeepClassifier
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.state.classification import MAX_KEYS, ClassificationState, check_layers, time_axis
-from napari_dlmicro.state.classify_jobs import Update
+from napari_dlmicro.state.classify_jobs import Update, why_job
 from napari_dlmicro.widgets._classify_actions import TITLE, ClassifyActions
 from napari_dlmicro.widgets._classify_form import ClassifyForm
+from napari_dlmicro.widgets._classify_hover import HoverExplainer
 from napari_dlmicro.widgets._classify_layers import (
     BandWriter,
     clicks_layer_name,
@@ -102,7 +104,8 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         f.classify_button.clicked.connect(lambda: self.classify())
         f.busy(False)
         self.state.events.table.connect(self._on_table)
-        for event in (self.state.events.classes, self.state.events.kind):  # the classes outlive the session
+        self.hover = HoverExplainer(self._hover_job, lambda r: self._on_why(*r), self.track, self)
+        for event in (self.state.events.classes, self.state.events.kind, self.state.events.hover):  # remembered
             event.connect(self.state.remember)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -178,6 +181,7 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
     def _attach(self, layer) -> None:
         """Clicks on ``layer`` label objects, its keys 1-9 pick classes and W explains."""
         layer.mouse_drag_callbacks.append(self._on_mouse)
+        layer.mouse_move_callbacks.append(self._on_move)
         for k in range(1, MAX_KEYS + 1):
             layer.bind_key(str(k), lambda _layer, k=k: self._guard(self.state.select, k - 1), overwrite=True)
         layer.bind_key("w", lambda _layer: self.why(), overwrite=True)
@@ -191,6 +195,8 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         for layer in self._attached:
             if self._on_mouse in layer.mouse_drag_callbacks:
                 layer.mouse_drag_callbacks.remove(self._on_mouse)
+            if self._on_move in layer.mouse_move_callbacks:
+                layer.mouse_move_callbacks.remove(self._on_move)
             for key in [str(k) for k in range(1, MAX_KEYS + 1)] + ["w"]:
                 layer.bind_key(key, None)
             if isinstance(layer, Labels):
@@ -217,6 +223,31 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
             yield
         if not moved:
             self.click_at(event.position)
+
+    def _on_move(self, layer, event) -> None:
+        """With "Explain on hover": tell the explainer which measured object the cursor is over."""
+        if not self.state.hover or self.model is None or self.measured is None:
+            return
+        try:
+            label, frame = self.object_at(event.position)
+        except (UserError, IndexError, ValueError):
+            label, frame = 0, None
+        if frame is not None and (frame,) != self.measured_where:
+            label = 0
+        self.hover.moved_to(label if label and self.measured.features.has(label) else 0)
+
+    def _hover_job(self, label: int):
+        """The job explaining ``label`` with the classification shown (None: nothing to explain)."""
+        model, measured, where = self.model, self.measured, self.measured_where
+        if model is None or measured is None:
+            return None
+        deep = isinstance(model, DeepClassifier)
+
+        def job(token):
+            why = yield from why_job(model, measured, int(label), token)
+            return why, where, deep
+
+        return job
 
     def object_at(self, position) -> tuple[int, int | None]:
         """The object id at world ``position`` (0: background) and its time point (None: no time axis)."""
