@@ -12,8 +12,9 @@ loop's gaps: the worst gap after each click (until the next one) is that
 click's stall; the first click is reported on its own. Then the clicks pause
 and the held-out score runs; its worst gap is reported too.
 
-The peer, in the same process and viewer: --clicks pans of the view by a few
-pixels, --gap seconds apart, each of which only redraws the canvas. A click
+The peer, in the same process and viewer: a pan of the view by a few pixels
+before each click (--gap seconds before it), which only redraws the canvas;
+interleaved, so that pans and clicks meet the same load. A click
 cannot stall napari for less than the frame it redraws, so the ratio of the
 two says what the dock adds. Figures are printed, never asserted. Run under
 Xvfb (software OpenGL: a frame costs far more than on a GPU):
@@ -113,18 +114,15 @@ def main() -> None:
     probe = StallProbe()
     probe.start()
 
-    pans = []
+    pans, stalls = [], []
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    for k in range(args.clicks):
+    for k in range(args.clicks):  # a pan, then a click: both meet the same load on a shared machine
         since = len(probe.gaps)
         centre = np.asarray(camera.center, float)
         centre[-1] += 3.0 if k % 2 == 0 else -3.0
         camera.center = tuple(centre)
         run_for(app, args.gap)
         pans.append(worst_after(probe, since))
-
-    stalls = []
-    for k in range(args.clicks):
         index, label = (0, small[k // 2]) if k % 2 == 0 else (1, large[k // 2])
         dock.state.select(index)
         since = len(probe.gaps)
