@@ -64,8 +64,9 @@ class JobHandle:
     """A running job: its worker, its cancel token and its activity-dock bar."""
 
     def __init__(self, worker: GeneratorWorker, token: CancelToken, title: str,
-                 on_finished: Callable[[bool], None] | None = None) -> None:
+                 on_finished: Callable[[bool], None] | None = None, bar: bool = True) -> None:
         self.worker = worker
+        self.bar = bar  # whether the job shows a bar in napari's activity dock
         self.token = token
         self.title = title
         self.cancelled = False  # cancel() was called, or the job ended by a cancel
@@ -90,11 +91,11 @@ class JobHandle:
 
     def open_bar(self) -> None:
         """Show the job's bar in the activity dock now (building it costs the event loop ~80 ms)."""
-        if self._bar is None and not self.finished:
+        if self.bar and self._bar is None and not self.finished:
             self._bar = napari_progress(total=1, desc=self.title)
 
     def _progress(self, ev: Progress) -> None:
-        if self.finished:
+        if self.finished or not self.bar:
             return
         self.open_bar()
         bar = self._bar
@@ -125,12 +126,17 @@ def start_job(
     on_result: Callable[[Any], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     on_finished: Callable[[bool], None] | None = None,
+    bar: bool = True,
 ) -> JobHandle:
     """Run ``make_job(token)`` in a worker thread and wire its events to the GUI.
 
     ``on_finished(cancelled)`` is called exactly once: when the job ends, or
     at once when it is cancelled. ``on_result`` gets the job's return value,
-    also after a cancel if the job still returns one.
+    also after a cancel if the job still returns one. ``bar=False`` keeps the
+    job out of napari's activity dock: for short jobs a dock starts at every
+    click, whose bar would cost the event loop more (opening, updating and
+    closing it: 80-400 ms) than the job takes, and which the dock's own status
+    line already shows.
     """
     token = CancelToken()
 
@@ -140,7 +146,7 @@ def start_job(
 
     # errors are reported by our own errored slot below; without this napari re-raises them as tracebacks
     worker: GeneratorWorker = create_worker(run, _start_thread=False, _ignore_errors=True)
-    handle = JobHandle(worker, token, title, on_finished)
+    handle = JobHandle(worker, token, title, on_finished, bar)
     RUNNING.add(handle)
 
     def yielded(ev: Event) -> None:

@@ -46,7 +46,8 @@ def dock(make_napari_viewer, qtbot):
 
 def wait_idle(qtbot, widget, timeout=60_000):
     qtbot.waitUntil(lambda: widget.handle is None and not widget._click_timer.isActive()
-                    and not widget._labels_timer.isActive(), timeout=timeout)
+                    and not widget._labels_timer.isActive() and not widget._markers_timer.isActive(),
+                    timeout=timeout)
 
 
 def centre(widget, label: int) -> np.ndarray:
@@ -93,7 +94,9 @@ def test_clicks_classify_every_object_and_the_results_show(dock, qtbot, tmp_path
     features = labels.features
     assert {"class", "probability", "p_small", "p_big"} <= set(features.columns) and len(features) == 25
     assert widget.form.counts.text().startswith("25 objects: small") and "(3 clicked)" in widget.form.counts.text()
-    assert len(viewer.layers["cells labels [clicks]"].data) == 6
+    marks = np.asarray(viewer.layers["cells labels [clicks]"].data)
+    assert len(widget.markers.shown) == 6 and set(np.unique(marks)) == {0, 1, 2, 3}  # ring, small, big
+    assert all(marks[tuple(c)] == k + 2 for k, c in widget.markers.shown.values())  # each dot in its class
     qtbot.waitUntil(lambda: "accuracy" in widget.form.accuracy.text(), timeout=60_000)
     assert "<table" in widget.form.confusion.text()
 
@@ -190,3 +193,73 @@ def test_deep_training_shows_curves_classifies_and_stops_or_cancels(dock, qtbot)
     widget.cancel()
     assert widget.handle is None and widget.form.train_button.isEnabled()  # idle at the click
     assert widget.state.status.text == "Cancelled: the clicks are kept" and len(widget.state.table) == 10
+
+
+def press(viewer, qtbot, key: str) -> None:
+    """Press and release ``key`` on napari's canvas, as a user does: napari's keymap handles it."""
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, key)
+
+
+def test_keys_1_to_9_pick_the_class_and_w_explains_the_object_under_the_cursor(dock, qtbot):
+    viewer, widget = dock
+    labels = viewer.layers["cells labels"]
+    widget.state.add_class("dividing")
+    assert viewer.layers.selection.active is labels
+    press(viewer, qtbot, "2")
+    assert widget.state.current == 1 and widget.form.classes.keys[1].isChecked()
+    press(viewer, qtbot, "3")
+    assert widget.state.current == 2
+    press(viewer, qtbot, "1")
+    assert widget.state.current == 0 and str(labels.mode) == "pan_zoom"  # napari's own 1-9 bindings are not run
+    press(viewer, qtbot, "4")  # there is no class 4: said in the dock, the class stays
+    assert widget.state.current == 0 and "there is no class 4" in widget.state.status.text
+    click(labels, centre(widget, 1))
+    assert widget.state.table == {1: "small"}  # the key chose the class the click assigns
+
+    widget.state.remove_class(2)
+    label_some(viewer, widget, qtbot, small=(3,), big=(2, 4))
+    viewer.layers.selection.active = viewer.layers["cells labels [classes]"]  # the keys work on the dock's layers too
+    press(viewer, qtbot, "2")
+    assert widget.state.current == 1
+    viewer.cursor.position = tuple(centre(widget, 4))
+    press(viewer, qtbot, "w")
+    wait_idle(qtbot, widget)
+    assert widget.form.why_label.text().startswith("object 4: big")
+    assert "cells labels [why]" in viewer.layers
+
+
+def move(layer, position) -> None:
+    """The mouse moves to world ``position`` over ``layer`` (no button held), as napari delivers it."""
+    event = ReadOnlyWrapper(Event(type_name="mouse_move", is_dragging=False, modifiers=[], position=tuple(position),
+                                  pos=np.array([10.0, 10.0]), view_direction=None, dims_displayed=[0, 1],
+                                  button=0), exceptions=("handled",))
+    mouse_move_callbacks(layer, event)
+
+
+def test_explain_on_hover_follows_the_cursor_and_is_remembered(dock, qtbot):
+    viewer, widget = dock
+    label_some(viewer, widget, qtbot)
+    labels = viewer.layers["cells labels"]
+    move(labels, centre(widget, 8))
+    assert not widget.hover.busy  # off by default: moving explains nothing
+    widget.form.hover_check.setChecked(True)
+    remembered = ClassificationState()
+    remembered.restore()
+    assert remembered.hover  # the next session explains on hover too
+
+    for label in (8, 9, 11):  # the cursor passes over two objects and rests on the third
+        move(labels, centre(widget, label))
+    qtbot.waitUntil(lambda: not widget.hover.busy, timeout=60_000)
+    assert widget.hover.shown == 11 and widget.form.why_label.text().startswith("object 11: small")
+    why = viewer.layers["cells labels [why]"]
+    f = widget.measured.features
+    top_left = np.asarray(why.translate) / SCALE  # the image lies over the object
+    assert np.all(top_left <= f.centroids[f.rows([11])][0]) and float(np.asarray(why.data).max()) > 0
+    assert widget.state.status.text == "object 11: small"  # explaining on hover holds no other job up
+
+    move(labels, centre(widget, 12))
+    qtbot.waitUntil(lambda: widget.hover.shown == 12 and not widget.hover.busy, timeout=60_000)
+    assert widget.form.why_label.text().startswith("object 12: big")
+    assert viewer.layers["cells labels [why]"] is why  # updated in place
+    move(labels, (0.2, 0.2))  # the background: what is shown stays, nothing is computed
+    assert not widget.hover.busy and widget.hover.shown == 12

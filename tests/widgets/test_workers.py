@@ -50,3 +50,16 @@ def test_cancel_frees_the_dock_at_once_and_drops_late_events(qtbot):
     release.set()
     qtbot.waitUntil(lambda: handle.thread_done, timeout=10_000)
     assert [e.message for e in seen] == ["started"] and finished == [True] and results == []
+
+
+def test_a_job_without_a_bar_stays_out_of_the_activity_dock(qtbot):
+    def job(token):
+        yield Progress(1, 2, "half")
+        return "value"
+
+    seen, result, finished = [], [], []
+    handle = start_job(job, title="quiet", on_event=seen.append, on_result=result.append,
+                       on_finished=finished.append, bar=False)
+    assert handle._bar is None  # not even opened at the start
+    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    assert handle._bar is None and [e.done for e in seen] == [1] and result == ["value"]

@@ -112,6 +112,7 @@ class ClassificationState:
     frame: int | None = None  # the time point the clicks belong to (None: no time axis)
     kind: str = "fast"
     live: bool = True  # the fast classifier retrains as the user clicks
+    hover: bool = False  # explain the object under the cursor once it rests there
     device: str = "auto"
     name: str = "my-classifier"
     suggest: int = 10
@@ -328,7 +329,7 @@ class ClassificationState:
         self._all_values.update(self.values.raw())
         save_settings(SECTION, {"classes": [c.to_dict() for c in self.classes], "kind": self.kind,
                                 "values": dict(self._all_values), "live": self.live, "device": self.device,
-                                "name": self.name, "suggest": self.suggest})
+                                "name": self.name, "suggest": self.suggest, "hover": self.hover})
 
     def restore(self) -> None:
         """Put back the last session's classes and form (a hand-edited file keeps the defaults)."""
@@ -343,6 +344,7 @@ class ClassificationState:
         self.kind = kind if kind in CLASSIFIERS else "fast"
         self.values.set_specs(classifier_settings(self.kind), self._all_values)
         self.live = bool(saved.get("live", self.live))
+        self.hover = bool(saved.get("hover", self.hover))
         self.device = str(saved.get("device", self.device))
         self.name = str(saved.get("name", self.name))
         with contextlib.suppress(TypeError, ValueError):

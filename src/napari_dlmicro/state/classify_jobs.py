@@ -29,11 +29,12 @@ from napari_dlmicro.core.models.classifier.assessment import Assessment
 from napari_dlmicro.core.models.classifier.base import ObjectClassifier
 from napari_dlmicro.core.models.classifier.classes import ClassSpec
 from napari_dlmicro.core.models.classifier.deep import DeepClassifier
-from napari_dlmicro.core.models.classifier.fast import FastClassifier, assess_fast, fit_fast
+from napari_dlmicro.core.models.classifier.fast import FastClassifier, assess_fast, fit_and_predict, training_matrix
 from napari_dlmicro.core.models.classifier.features import ObjectFeatures, features_job
 from napari_dlmicro.core.models.classifier.prediction import Prediction
 from napari_dlmicro.core.models.classifier.table import carry_over
 from napari_dlmicro.core.models.store import notify_store_changed
+from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.events import Job, Progress, ProgressClock, relay
 from napari_dlmicro.state.classification import not_ready
@@ -196,10 +197,7 @@ def refresh_job(measured: Measured | None, image, labels, table: Mapping[int, st
     names = [c.name for c in classes]
     if fit and not_ready(table, names) is None:
         yield Progress(0, 1, "fitting the classifier")
-        model = fit_fast(measured.features, table, classes, trees=settings.get("trees", 100),
-                         seed=settings.get("seed", 0))
-        token.check()
-        prediction = model.predict_features(measured.features)
+        model, prediction = fit_predict(measured.features, table, classes, settings, token)
         token.check()
         key = where[0] if where else None
         update = predicted(model, {key: prediction}, prediction.class_map(measured.labels), where, previous,
@@ -208,12 +206,24 @@ def refresh_job(measured: Measured | None, image, labels, table: Mapping[int, st
     return Refresh(measured, out_table, notes, update)
 
 
+def fit_predict(features: ObjectFeatures, table: Mapping[int, str], classes: Sequence[ClassSpec],
+                settings: Mapping[str, Any], token: CancelToken = NEVER) -> tuple[FastClassifier, Prediction]:
+    """The fast classifier fitted on the clicks, and its prediction of every object; the fit runs where
+    :func:`...runtime.offload.call` puts it (in a GUI: the helper process, off napari's global lock)."""
+    X, y, _ = training_matrix([features], [table], classes)
+    forest, probabilities = offload.call(fit_and_predict, X, y, features.values, settings.get("trees", 100),
+                                         settings.get("seed", 0), token=token)
+    model = FastClassifier(forest, features.names, classes, features.n_channels, features.ndim)
+    return model, Prediction(features.ids, probabilities, tuple(classes))
+
+
 def assess_job(measured: Measured, table: Mapping[int, str], classes: Sequence[ClassSpec],
                settings: Mapping[str, Any], token: CancelToken = NEVER) -> Job:
     """The fast classifier's held-out accuracy and confusion matrix on the clicks (None: too few)."""
     yield Progress(0, 1, "scoring on held-out clicks")
-    return assess_fast(measured.features, dict(table), classes, settings.get("val_fraction", 0.2),
-                       settings.get("trees", 100), settings.get("seed", 0), token)
+    return offload.call(assess_fast, measured.features, dict(table), tuple(classes),
+                        settings.get("val_fraction", 0.2), settings.get("trees", 100), settings.get("seed", 0),
+                        token=token)
 
 
 def apply_job(model: str | Path | ObjectClassifier, image, labels, timed: bool, *,

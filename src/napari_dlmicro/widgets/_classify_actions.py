@@ -31,7 +31,13 @@ from napari_dlmicro.state.classify_jobs import (
     refresh_job,
     why_job,
 )
-from napari_dlmicro.widgets._classify_layers import ensure_class_layer, show_points, show_why, suggest_layer_name
+from napari_dlmicro.widgets._classify_layers import (
+    ensure_class_layer,
+    show_points,
+    show_why,
+    suggest_layer_name,
+    write_features,
+)
 from napari_dlmicro.workers import JobHandle, start_job
 
 TITLE = "Classification"
@@ -42,7 +48,7 @@ class ClassifyActions:
 
     # -- one job at a time ------------------------------------------------------------------------------
     def _start(self, make_job, on_result: Callable, status: str, *, long: bool = False, on_event=None,
-               title: str = TITLE) -> JobHandle:
+               title: str = TITLE, bar: bool = True) -> JobHandle:
         holder: dict[str, JobHandle] = {}
 
         def result(value) -> None:
@@ -51,10 +57,14 @@ class ClassifyActions:
                 self._guard(on_result, value)
 
         self._failed = False
-        self.state.status.start(status)
-        handle = start_job(make_job, title=title, on_event=on_event or self._on_progress, on_result=result,
+        if bar:
+            self.state.status.start(status)
+        else:  # the progress bar stays: QProgressBar.setValue repaints at once, napari's canvas with it
+            self.state.status.running, self.state.status.text = True, status
+        progress = self._on_progress if bar else self._on_quick_progress
+        handle = start_job(make_job, title=title, on_event=on_event or progress, on_result=result,
                            on_error=self._on_job_error,
-                           on_finished=lambda cancelled: self._on_finished(holder.get("h"), cancelled))
+                           on_finished=lambda cancelled: self._on_finished(holder.get("h"), cancelled), bar=bar)
         self.handle = holder["h"] = self.track(handle)
         self.form.busy(True) if long else self.form.cancel_button.setEnabled(True)
         return handle
@@ -62,6 +72,10 @@ class ClassifyActions:
     def _on_progress(self, ev) -> None:
         if isinstance(ev, Progress):
             self.state.status.progress(ev)
+
+    def _on_quick_progress(self, ev) -> None:
+        if isinstance(ev, Progress) and ev.message:
+            self.state.status.text = ev.message
 
     def _on_job_error(self, message: str) -> None:
         self._failed = True
@@ -131,16 +145,23 @@ class ClassifyActions:
             return
         fit = self.state.kind == "fast" and (explicit or self.state.live)
         measured, classes, version = self.measured, self.state.classes, self._version
-        previous, existing = self._previous(where), self.labels_layer().features
+        # a copy: the shown features are rewritten in place while the job reads these
+        previous, existing = self._previous(where), self.labels_layer().features.copy()
         table = self.state.snapshot()
+        measuring = measured is None or self._labels_dirty
+        self._labels_dirty = False
+        # a refit is short and starts at every click: the dock's status line shows it, not an activity bar
         self._start(lambda token: refresh_job(measured, image, labels, table, classes, settings, where=where,
                                               previous=previous, existing=existing, fit=fit, version=version,
                                               token=token),
-                    lambda r: self._on_refresh(r, where, table), "measuring objects…" if measured is None
-                    else "classifying…")
+                    lambda r: self._on_refresh(r, where, table), "measuring objects…" if measuring
+                    else "classifying…", bar=measuring)
 
     def _on_refresh(self, r: Refresh, where: tuple[int, ...], table: dict) -> None:
+        remeasured = r.measured is not self.measured
         self.measured, self.measured_where = r.measured, where
+        if remeasured and r.update is None:
+            self._prepare_class_layer()
         if r.table is not None:
             self._maps.clear()
             self._version += 1
@@ -169,16 +190,29 @@ class ClassifyActions:
             return self._maps[()][where]
         return None
 
+    def _class_layer(self, classes):
+        """The class layer of the chosen labels, coloured by ``classes``, with the dock's keys and clicks;
+        and whether it is new."""
+        layer, new = ensure_class_layer(self.viewer, self.labels_layer(), classes, self._coloured)
+        self._coloured = tuple(classes)
+        if not any(lay is layer for lay in self._attached):
+            self._attach(layer)
+        return layer, new
+
+    def _prepare_class_layer(self) -> None:
+        """Make the class and click layers (and the outlines) once the objects are measured, not at the first
+        click (making a layer holds napari for a frame or more)."""
+        if self.labels_layer() is not None:
+            self._class_layer(self.state.classes)
+            self._show_markers()
+
     def _show(self, u: Update) -> None:
         """Show a classification: the class layer where it changed, the Labels layer's features, the counts."""
         labels = self.labels_layer()
         if labels is None:
             return
         self.update, self.model = u, u.model
-        layer, new = ensure_class_layer(self.viewer, labels, u.model.classes, self._coloured)
-        self._coloured = u.model.classes
-        if not any(lay is layer for lay in self._attached):
-            self._attach(layer)
+        layer, new = self._class_layer(u.model.classes)
         region = tuple(slice(0, n) for n in u.class_map.shape) if new else u.changed
         if u.where:
             self._maps.pop((), None)
@@ -186,8 +220,9 @@ class ClassifyActions:
             self._maps.clear()
         self._maps[u.where] = u.class_map
         self.writer.write(layer, u.where, u.class_map, region)
-        labels.features = u.features
+        write_features(labels, u.features)
         self.state.show_counts(u.counts())
+        self.hover.forget()  # the object under the cursor is explained again, by this classification
 
     def assess(self) -> None:
         """Score the fast classifier on held-out clicks (a cross-validation), beside any other job."""
@@ -208,7 +243,7 @@ class ClassifyActions:
                 self.state.show_assessment(assessment, len(table))
 
         self._assessing = self.track(start_job(lambda token: assess_job(measured, table, classes, settings, token),
-                                               title=f"{TITLE}: held-out score", on_result=done))
+                                               title=f"{TITLE}: held-out score", on_result=done, bar=False))
 
     # -- the deep classifier ---------------------------------------------------------------------------
     def train(self) -> None:

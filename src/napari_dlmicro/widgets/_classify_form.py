@@ -37,7 +37,8 @@ from napari_dlmicro.widgets._settings_form import SettingsForm
 from napari_dlmicro.widgets._status_line import StatusLine
 
 CLICK_HINT = ("Select a class, then click objects in the viewer (pan/zoom mode) to label them; click one again "
-              "to unlabel it. Keys 1-9 pick a class, W explains the object under the cursor.")
+              "to unlabel it. Keys 1-9 pick a class, W explains the object under the cursor (or tick "
+              "Explain on hover).")
 KIND_TITLES = {"fast": "fast: random forest on object features", "deep": "deep: ResNet-18 on object crops"}
 
 
@@ -160,6 +161,9 @@ class ClassifyForm(QWidget):
         self.why_button = QPushButton("Why?", toolTip="Why the object under the cursor (or the last clicked) got "
                                                       "its class: features (fast) or Grad-CAM (deep)")
         outer.addLayout(_row(self.suggest_button, self.suggest_spin, self.why_button))
+        self.hover_check = bind(s, "hover", QCheckBox("Explain on hover", toolTip="Explain the object under the "
+                                                      "cursor once it rests there (remembered)"))
+        outer.addWidget(self.hover_check)
         self.why_label = QLabel("", wordWrap=True)
         outer.addWidget(self.why_label)
         self.export_button = QPushButton("Export CSV…", toolTip="label, class, probability of every object")

@@ -2,26 +2,33 @@
 
 Every output layer is named after the Labels layer it classifies and shares
 its pixel grid (scale and translate), and is updated in place. The class
-layer is redrawn only where classes changed, band by band between turns
-of the event loop (:class:`BandWriter`), so a refit on a large image never
-holds napari for the time a whole redraw takes. Adding a layer makes it the
-active one; the Labels layer is made active again, so its keys and clicks
-keep working.
+layer holds each object's class index (uint8) under a cyclic colormap of
+the class colours, so napari draws it through a 256-entry lookup texture;
+it is redrawn only where classes changed, band by band between turns of the
+event loop (:class:`BandWriter`), so a refit on a very large image never
+holds napari for the time a whole redraw takes. The Labels layer's
+``features`` are rewritten in place while the objects stay the same
+(:func:`write_features`). Adding a layer makes it the active one; the Labels
+layer is made active again, so its keys and clicks keep working.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from napari.layers import Image, Labels, Points
-from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.colormaps import CyclicLabelColormap
+from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtCore import QTimer
 
 from napari_dlmicro.core.models.classifier.classes import ClassSpec
 from napari_dlmicro.state.classify_jobs import Region, Why
 from napari_dlmicro.widgets._layers import ensure_labels_layer, write_labels_region
 
-BAND_PIXELS = 1 << 18  # pixels redrawn per turn of the event loop
+# Pixels redrawn per turn of the event loop: writing 4 Mpx of a uint8 class map and marking it for upload takes
+# a few milliseconds, so images up to 2048² are redrawn in one turn (one frame), larger ones band by band
+BAND_PIXELS = 1 << 22
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 
@@ -45,11 +52,42 @@ def why_layer_name(labels_name: str) -> str:
     return f"{labels_name} [why]"
 
 
-def class_colormap(classes: Sequence[ClassSpec]) -> DirectLabelColormap:
-    """Class index k + 1 in the colour of ``classes[k]``; background and anything else transparent."""
-    colours = {None: TRANSPARENT, 0: TRANSPARENT}
-    colours.update({k + 1: c.colour for k, c in enumerate(classes)})
-    return DirectLabelColormap(color_dict=colours)
+def class_colours(classes: Sequence[ClassSpec]) -> np.ndarray:
+    """The RGBA colour of each class (one row per class, in order)."""
+    return transform_color([c.colour for c in classes]) if len(classes) else np.zeros((0, 4), np.float32)
+
+
+def class_colormap(classes: Sequence[ClassSpec]) -> CyclicLabelColormap:
+    """Class index k + 1 in the colour of ``classes[k]``, the background (0) transparent.
+
+    Cyclic rather than direct: napari maps a uint8 layer through a cyclic
+    colormap with a lookup table it builds in well under a millisecond, where
+    a direct colormap first compiles numba code on the GUI thread (3 s, once
+    per session: the first classification shown stalled napari that long).
+    The class map holds no index above the number of classes, so nothing
+    cycles.
+    """
+    return CyclicLabelColormap(colors=np.vstack([TRANSPARENT, class_colours(classes)]))
+
+
+def write_features(labels: Labels, frame: pd.DataFrame) -> bool:
+    """``frame`` as the ``features`` of ``labels``; True when written in place.
+
+    While the objects and columns stay the same (a refit changes classes and
+    probabilities only), the columns of napari's table are replaced in place:
+    its setter validates the whole table again and derives a default for
+    every column, tens of milliseconds on the GUI thread at each click, and
+    nothing napari derives from the table depends on its values.
+    """
+    current = labels.features
+    same = (len(current) == len(frame) and list(current.columns) == list(frame.columns) and "index" in frame
+            and np.array_equal(current["index"].to_numpy(), frame["index"].to_numpy()))
+    if not same:
+        labels.features = frame
+        return False
+    for column in frame.columns:
+        current[column] = frame[column].to_numpy()
+    return True
 
 
 def keep_active(viewer, layer) -> None:
@@ -62,7 +100,9 @@ def ensure_class_layer(viewer, labels: Labels, classes: Sequence[ClassSpec], col
                        ) -> tuple[Labels, bool]:
     """The class layer of ``labels`` (made if missing or of another shape), coloured by ``classes`` unless it
     already is (``coloured``: the classes it was coloured by); and whether it is new (all of it to be drawn).
-    A new class layer turns ``labels`` into outlines, so each object shows its class colour alone."""
+    A new class layer turns ``labels`` into outlines, so each object shows its class colour alone. The dock
+    makes it once the objects are measured, so neither the layer nor the outlines (a pass over every pixel)
+    cost the first click anything."""
     name = class_layer_name(labels.name)
     existed = name in viewer.layers and viewer.layers[name].data.shape == labels.data.shape
     layer = ensure_labels_layer(viewer, name, labels.data.shape, labels, np.uint8)
@@ -76,7 +116,8 @@ def ensure_class_layer(viewer, labels: Labels, classes: Sequence[ClassSpec], col
 
 
 def show_points(viewer, name: str, labels: Labels, coords: np.ndarray, **style) -> Points:
-    """The Points layer ``name`` on ``labels``' grid, showing ``coords`` (data pixels); made if missing."""
+    """The Points layer ``name`` on ``labels``' grid, showing ``coords`` (data pixels); made if missing.
+    ``face_color``: one colour, or one RGBA row per point."""
     coords = np.asarray(coords, float).reshape(-1, labels.data.ndim)
     colours = style.pop("face_color", None)
     if name in viewer.layers and isinstance(viewer.layers[name], Points):
@@ -89,7 +130,7 @@ def show_points(viewer, name: str, labels: Labels, coords: np.ndarray, **style) 
                                   translate=labels.translate, **style)
         keep_active(viewer, labels)
     if colours is not None and len(coords):
-        layer.face_color = colours
+        layer.face_color = np.asarray(colours) if not isinstance(colours, str) else colours
     return layer
 
 
@@ -99,10 +140,20 @@ def show_why(viewer, labels: Labels, why: Why, where: tuple[int, ...], deep: boo
     nd = why.data.ndim
     scale = np.asarray(labels.scale, float)[-nd:]
     translate = np.asarray(labels.translate, float)[-nd:] + scale * [r.start for r in why.region]
-    if name in viewer.layers:
+    colormap = "inferno" if deep else "yellow"
+    layer = next((lay for lay in viewer.layers if lay.name == name), None)
+    if isinstance(layer, Image) and layer.data.ndim == nd:  # updated in place: adding a layer costs frames
+        layer.data = why.data
+        layer.scale, layer.translate = scale, translate
+        if layer.colormap.name != colormap:
+            layer.colormap = colormap
+        layer.contrast_limits = (0.0, 1.0)
+        layer.visible = True
+        return layer
+    if layer is not None:
         viewer.layers.remove(name)
     layer = viewer.add_image(why.data, name=name, scale=scale, translate=translate, contrast_limits=(0.0, 1.0),
-                             colormap="inferno" if deep else "yellow", blending="additive", opacity=0.7)
+                             colormap=colormap, blending="additive", opacity=0.7)
     keep_active(viewer, labels)
     return layer
 

@@ -26,13 +26,23 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.models.classifier.deep import DeepClassifier
+from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.state.classification import MAX_KEYS, ClassificationState, check_layers, time_axis
-from napari_dlmicro.state.classify_jobs import Update
+from napari_dlmicro.state.classify_jobs import Update, why_job
 from napari_dlmicro.widgets._classify_actions import TITLE, ClassifyActions
 from napari_dlmicro.widgets._classify_form import ClassifyForm
-from napari_dlmicro.widgets._classify_layers import BandWriter, clicks_layer_name, show_points, suggest_layer_name
+from napari_dlmicro.widgets._classify_hover import HoverExplainer
+from napari_dlmicro.widgets._classify_layers import (
+    BandWriter,
+    clicks_layer_name,
+    keep_active,
+    suggest_layer_name,
+)
+from napari_dlmicro.widgets._classify_markers import MarkerPainter, marker_colormap
 from napari_dlmicro.widgets._classify_store import ClassifyStore
 from napari_dlmicro.widgets._dock import DockPanel
+from napari_dlmicro.widgets._layers import ensure_labels_layer
 from napari_dlmicro.widgets._napari_compat import view_direction
 from napari_dlmicro.workers import RUNNING, JobHandle
 
@@ -65,12 +75,17 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         self._maps: dict[tuple[int, ...], np.ndarray] = {}  # class maps shown, by time point
         self._suggested = np.zeros(0, np.int64)
         self._failed = False
+        self._labels_dirty = False  # the labels were edited since they were measured
         self.last_label = 0
         self.why_result = None
         self.writer = BandWriter()
+        self.markers = MarkerPainter()
+        self._marked = None  # the classes the click markers are coloured by
         self._click_timer = QTimer(self, singleShot=True, interval=COALESCE_MS, timeout=self.refresh)
         self._assess_timer = QTimer(self, singleShot=True, interval=ASSESS_DELAY_MS, timeout=self.assess)
         self._labels_timer = QTimer(self, singleShot=True, interval=LABELS_SETTLE_MS, timeout=self._labels_settled)
+        # the click markers are redrawn in a turn of their own, once for the clicks of one turn
+        self._markers_timer = QTimer(self, singleShot=True, interval=0, timeout=self._show_markers)
         self.form = f = ClassifyForm(self.state, self._error)
         self.body.addWidget(f)
         f.image_combo.currentIndexChanged.connect(self._on_layers_chosen)
@@ -89,10 +104,12 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         f.classify_button.clicked.connect(lambda: self.classify())
         f.busy(False)
         self.state.events.table.connect(self._on_table)
-        for event in (self.state.events.classes, self.state.events.kind):  # the classes outlive the session
+        self.hover = HoverExplainer(self._hover_job, lambda r: self._on_why(*r), self.track, self)
+        for event in (self.state.events.classes, self.state.events.kind, self.state.events.hover):  # remembered
             event.connect(self.state.remember)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        offload.warm_up()  # the helper process the refits run in, started before the first click needs it
         self._refresh_layers()
         self._refresh_models()
 
@@ -164,6 +181,7 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
     def _attach(self, layer) -> None:
         """Clicks on ``layer`` label objects, its keys 1-9 pick classes and W explains."""
         layer.mouse_drag_callbacks.append(self._on_mouse)
+        layer.mouse_move_callbacks.append(self._on_move)
         for k in range(1, MAX_KEYS + 1):
             layer.bind_key(str(k), lambda _layer, k=k: self._guard(self.state.select, k - 1), overwrite=True)
         layer.bind_key("w", lambda _layer: self.why(), overwrite=True)
@@ -177,6 +195,8 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         for layer in self._attached:
             if self._on_mouse in layer.mouse_drag_callbacks:
                 layer.mouse_drag_callbacks.remove(self._on_mouse)
+            if self._on_move in layer.mouse_move_callbacks:
+                layer.mouse_move_callbacks.remove(self._on_move)
             for key in [str(k) for k in range(1, MAX_KEYS + 1)] + ["w"]:
                 layer.bind_key(key, None)
             if isinstance(layer, Labels):
@@ -203,6 +223,31 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
             yield
         if not moved:
             self.click_at(event.position)
+
+    def _on_move(self, layer, event) -> None:
+        """With "Explain on hover": tell the explainer which measured object the cursor is over."""
+        if not self.state.hover or self.model is None or self.measured is None:
+            return
+        try:
+            label, frame = self.object_at(event.position)
+        except (UserError, IndexError, ValueError):
+            label, frame = 0, None
+        if frame is not None and (frame,) != self.measured_where:
+            label = 0
+        self.hover.moved_to(label if label and self.measured.features.has(label) else 0)
+
+    def _hover_job(self, label: int):
+        """The job explaining ``label`` with the classification shown (None: nothing to explain)."""
+        model, measured, where = self.model, self.measured, self.measured_where
+        if model is None or measured is None:
+            return None
+        deep = isinstance(model, DeepClassifier)
+
+        def job(token):
+            why = yield from why_job(model, measured, int(label), token)
+            return why, where, deep
+
+        return job
 
     def object_at(self, position) -> tuple[int, int | None]:
         """The object id at world ``position`` (0: background) and its time point (None: no time axis)."""
@@ -241,7 +286,7 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         show_info(f"{TITLE}: {n} click(s) cleared")
 
     def _on_table(self, *_) -> None:
-        self._show_markers()
+        self._markers_timer.start()
 
     def _show_markers(self) -> None:
         labels = self.labels_layer()
@@ -250,14 +295,30 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         f, table = self.measured.features, self.state.table
         ids = np.fromiter((k for k in table), np.int64, len(table))
         ids = ids[np.isin(ids, f.ids)]
-        coords = self._coords(f.centroids[f.rows(ids)] if len(ids) else np.zeros((0, f.ndim)))
-        colours = {c.name: c.colour for c in self.state.classes}
-        show_points(self.viewer, clicks_layer_name(labels.name), labels, coords,
-                    face_color=[colours.get(table[int(i)], "#ffffff") for i in ids], border_color="white",
-                    size=self._marker_size(), border_width=0.3)
+        index = {c.name: k for k, c in enumerate(self.state.classes)}  # a class since removed: -1, white
+        centres = np.rint(f.centroids[f.rows(ids)]).astype(np.int64) if len(ids) else np.zeros((0, f.ndim), int)
+        markers = {int(i): (index.get(table[int(i)], -1), tuple(int(v) for v in c)) for i, c in zip(ids, centres)}
+        self.markers.paint(self._clicks_layer(), self.measured_where, markers, self._marker_size() / 2)
         if len(self._suggested) and suggest_layer_name(labels.name) in self.viewer.layers:
-            self._suggested = self._suggested[~np.isin(self._suggested, ids)]
-            self._show_suggested()
+            left = self._suggested[~np.isin(self._suggested, ids)]
+            if len(left) < len(self._suggested):
+                self._suggested = left
+                self._show_suggested()
+
+    def _clicks_layer(self) -> Labels:
+        """The Labels layer of the click markers, coloured by the classes, with the dock's clicks and keys."""
+        labels = self.labels_layer()
+        name = clicks_layer_name(labels.name)
+        existed = name in self.viewer.layers and self.viewer.layers[name].data.shape == labels.data.shape
+        layer = ensure_labels_layer(self.viewer, name, labels.data.shape, labels, np.uint8)
+        if not existed or self._marked != self.state.classes:
+            layer.colormap = marker_colormap(self.state.classes)
+            self._marked = self.state.classes
+        if not existed:
+            keep_active(self.viewer, labels)
+        if not any(lay is layer for lay in self._attached):
+            self._attach(layer)
+        return layer
 
     def _coords(self, centroids: np.ndarray) -> np.ndarray:
         """Centroids (pixels of a time point) as points of the Labels layer (the time point prepended)."""
@@ -270,6 +331,7 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
         return float(max(3.0, 0.5 * np.sqrt(np.median(sizes)))) if len(sizes) else 5.0
 
     def _labels_edited(self, *_) -> None:
+        self._labels_dirty = True
         self._labels_timer.start()
 
     def _labels_settled(self) -> None:

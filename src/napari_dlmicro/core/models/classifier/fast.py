@@ -189,6 +189,21 @@ def fit_matrix(X: np.ndarray, y: np.ndarray, classes: Sequence[ClassSpec], like:
                           estimator=model)
 
 
+def fit_and_predict(X: np.ndarray, y: np.ndarray, values: np.ndarray, trees: int = TREES, seed: int = 0
+                    ) -> tuple[Forest, np.ndarray]:
+    """Fit the forest on rows ``X`` of classes ``y`` and give the class probabilities of every row of ``values``.
+
+    What a click in the dock asks for, as one call of plain arrays that
+    :func:`...runtime.offload.call` can run in its helper process: between
+    its trees scikit-learn's fit runs Python that holds the global lock,
+    and a thread doing it makes napari's event loop wait for the lock at each
+    of the many calls into Qt and OpenGL that release it (a frame then takes
+    1.5-3 times as long).
+    """
+    model = forest_model(trees, seed).fit(np.asarray(X, np.float32), np.asarray(y, np.int64))
+    return Forest.from_sklearn(model), model.predict_proba(np.asarray(values, np.float32))
+
+
 def cross_validate(X: np.ndarray, y: np.ndarray, classes: Sequence[ClassSpec], folds: int = 5, trees: int = TREES,
                    seed: int = 0, n_jobs: int | None = 1, token: CancelToken = NEVER) -> Assessment | None:
     """Every labelled object predicted by a forest fitted without it (``folds``-fold, stratified).

@@ -64,6 +64,11 @@ class ObjectFeatures:
             raise UserError(f"label {shown} is not an object of the mask", "label objects that are in the mask")
         return rows
 
+    def has(self, label: int) -> bool:
+        """True if object ``label`` was measured."""
+        row = int(np.searchsorted(self.ids, label))
+        return row < len(self.ids) and int(self.ids[row]) == int(label)
+
     def table(self) -> dict[str, np.ndarray]:
         """``label`` and one column per feature (a napari Labels layer's ``features``)."""
         return {"label": self.ids, **{n: self.values[:, j] for j, n in enumerate(self.names)}}
