@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from napari_dlmicro.core.errors import Cancelled, UserError
+from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.cancel import CancelToken
 from napari_dlmicro.core.runtime.cluster import ClusterChoice
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
@@ -109,7 +110,10 @@ def run_with_progress(make_job: Callable[[CancelToken], Job], desc: str) -> Any:
     """Run ``make_job(token)`` in a worker thread with a terminal progress bar; return its result.
 
     Ctrl-C cancels the token and waits for the job to unwind (it checks the
-    token within a second); then :class:`Cancelled` is raised here.
+    token within a second); then :class:`Cancelled` is raised here. The job's
+    GIL-holding geometry (stardist's NMS and rendering, measurements) runs in
+    the helper process, as in napari: a C call that holds the lock for
+    seconds would otherwise keep Ctrl-C from being seen until it returns.
     """
     token = CancelToken()
     bar = TerminalProgress(desc)
@@ -119,6 +123,7 @@ def run_with_progress(make_job: Callable[[CancelToken], Job], desc: str) -> Any:
     wake = threading.Event()
 
     def work() -> None:
+        offload.use_process_pool(True)
         try:
             job = make_job(token)
             while True:
@@ -136,6 +141,7 @@ def run_with_progress(make_job: Callable[[CancelToken], Job], desc: str) -> Any:
             outcome["done"] = True
             wake.set()
 
+    threading.Thread(target=offload.warm_up, name="dlmicro-helper-start", daemon=True).start()
     thread = threading.Thread(target=work, name="dlmicro-cli-job", daemon=True)
     thread.start()
     try:
