@@ -271,7 +271,7 @@ def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, s
                      border: int = BORDER) -> Candidates:
     own = _on_grid(t.core_in_src, grid)
     dst = _on_grid(t.core, grid)
-    p, d = prob[own], np.maximum(dist[own], 1e-3)
+    p, d = prob[own], dist[own]
     keep = p > prob_thresh
     inner = tuple(
         slice(border if s.start == 0 else 0, (s.stop - s.start) - (border if s.stop == n else 0))
@@ -283,7 +283,8 @@ def _tile_candidates(prob, dist, t: Tile, grid, out_shape, prob_thresh: float, s
     idx = np.stack(np.nonzero(keep), axis=1)
     points = (idx + np.array([s.start for s in dst])) * np.asarray(grid)
     inside = np.all(points < np.asarray(shape), axis=1)
-    return Candidates(points[inside], p[keep][inside], d[keep][inside], prob_thresh)
+    # distances clipped for the kept candidates only (a full-size copy of every ray costs more than the rest)
+    return Candidates(points[inside], p[keep][inside], np.maximum(d[keep][inside], np.float32(1e-3)), prob_thresh)
 
 
 def _fingerprint(image: np.ndarray, tile, model: StarDistSegmenter) -> str:
