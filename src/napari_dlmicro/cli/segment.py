@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         done = run_with_progress(lambda token, fields=fields, stem=stem: segment_many_job(
             fields, outdir, args.model, cluster_choice(args), args.resume, outdir / f"{stem}_labels.ome.zarr",
             outdir / f"{stem}_measurements.csv", args.labels_into_input, device=args.device, token=token,
-            **in_memory), f"segmenting {plate.name}")
+            trust_code=args.trust_code, **in_memory), f"segmenting {plate.name}")
         where = plate if args.labels_into_input else outdir / f"{stem}_labels.ome.zarr"
         print(f"{plate}: {len(done)} field(s), {sum(max(d.n_objects, 0) for d in done)} objects -> {where}")
     sys.stdout.flush()
@@ -125,7 +125,7 @@ def _small_tiffs(args, files, outdir, model, common) -> None:
     if wants_cluster(args, len(files)):
         done = run_with_progress(lambda token: segment_many_job(
             files, outdir, args.model, cluster_choice(args), args.resume, device=args.device, token=token,
-            axes=args.axes, **common), "segmenting")
+            axes=args.axes, trust_code=args.trust_code, **common), "segmenting")
         for f in done:
             print(f"{f.source}: " + ("already done" if f.skipped else f"{f.n_objects} objects") + f" -> {f.labels}")
         return
@@ -142,6 +142,7 @@ def _blockwise(args, image, outdir, model, common) -> None:
         output=None if args.labels_into_input else outdir / f"{image.name}_labels.ome.zarr",
         labels_into_input=args.labels_into_input, block=args.block or DEFAULT_BLOCK, resume=args.resume,
         cluster=cluster_choice(args), device=args.device, object_size=args.object_size,
-        measurements=outdir / f"{image.name}_measurements.csv", previews=False, **common)
+        measurements=outdir / f"{image.name}_measurements.csv", previews=False, trust_code=args.trust_code,
+        **common)
     result = run_with_progress(lambda token: blockwise_segment_job(job, token), f"segmenting {image.name}")
     print(f"{image.path}: {result.n_objects} objects in {result.blocks} block(s) -> {result.labels}")

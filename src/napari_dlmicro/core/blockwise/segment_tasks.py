@@ -56,6 +56,7 @@ class SegmentContext:
     intensity: bool = True  # measure intensities (single-channel inputs)
     torch_threads: int = 1
     max_halo: tuple[int, ...] = field(default_factory=tuple)
+    trust_code: bool = False  # a named bioimage.io package may run its own code (the user confirmed it)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def model_of(ctx: SegmentContext) -> tuple[Segmenter, Any]:
         set_cpu_threads(ctx.torch_threads)
         if isinstance(ctx.model, Segmenter):
             return ctx.model
-        return get_segmenter(ctx.model, resolve_device(ctx.device))
+        return get_segmenter(ctx.model, resolve_device(ctx.device), trust_code=ctx.trust_code)
     return worker_model((ctx.run_id, "segment"), load)
 
 

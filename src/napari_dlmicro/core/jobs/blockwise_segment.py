@@ -72,7 +72,8 @@ class BlockwiseSegmentJob:
     with ``labels_into_input`` the labels go into the input's
     ``labels/<label_name>`` group instead. ``measurements`` is the CSV path
     (a ``.parquet`` is written beside it). ``object_size`` is the largest
-    object's diameter in pixels (default: the model kind's).
+    object's diameter in pixels (default: the model kind's). ``trust_code``
+    lets a bioimage.io package run its own Python code, here and in the workers.
     """
 
     image: LazyImage
@@ -93,6 +94,7 @@ class BlockwiseSegmentJob:
     measure: bool = True
     measurements: Path | None = None
     previews: bool = True
+    trust_code: bool = False
 
 
 @dataclass
@@ -112,7 +114,9 @@ class BlockwiseResult:
 
 
 def _load(job: BlockwiseSegmentJob) -> Segmenter:
-    return job.model if isinstance(job.model, Segmenter) else get_segmenter(job.model, resolve_device(job.device))
+    if isinstance(job.model, Segmenter):
+        return job.model
+    return get_segmenter(job.model, resolve_device(job.device), trust_code=job.trust_code)
 
 
 def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) -> Job:
@@ -150,7 +154,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
             settings=settings, tile=job.tile, reader=reader, norm=norm, plan=plan, output=spec.to_json(),
             run_folder=str(state.folder), spacing=spacing, unit="um" if image.unit in ("µm", "um") else
             (image.unit or "um"), class_map=model.info.class_map, measure=job.measure,
-            torch_threads=eng.torch_threads, max_halo=plan.block)
+            torch_threads=eng.torch_threads, max_halo=plan.block, trust_code=job.trust_code)
         shared = eng.client.scatter(ctx, broadcast=True, hash=False)
         reports = yield from _segment_pass(eng, plan, shared, state, job, spec, token)
         cut = sum(r.cut for r in reports.values())
