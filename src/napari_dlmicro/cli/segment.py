@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     low, high = _norm(args)
     tile = args.tile if args.tile is not None else _JOB["tile"].default
     common = dict(channel=args.channel, settings=settings, tile=tile or None, norm_low=low, norm_high=high)
-    # the engine applies where whole images are segmented in memory; blocks on dask run in torch
-    in_memory = dict(common, engine=args.engine or _JOB["engine"].default)
+    engine = args.engine or _JOB["engine"].default
+    in_memory = dict(common, engine=engine)
     big = [p for p in inputs.tiffs if should_open_lazily(p)]
     small = [p for p in inputs.tiffs if p not in big]
     if args.labels_into_input and (small or big):
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if small:
         _small_tiffs(args, small, outdir, model, in_memory)
     for image in [open_image(p, args.fill_missing) for p in inputs.images] + [open_tiff_lazily(p) for p in big]:
-        _blockwise(args, image, outdir, model, common)
+        _blockwise(args, image, outdir, model, in_memory)
     for plate in inputs.plates:
         fields = open_images(plate, args.fill_missing)
         stem = zarr_name(plate)

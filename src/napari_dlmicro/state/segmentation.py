@@ -92,19 +92,18 @@ class SegmentationState:
         low, high = JOB_SETTINGS["norm_low"].check(self.norm_low), JOB_SETTINGS["norm_high"].check(self.norm_high)
         channel = None if self.channel < 0 else JOB_SETTINGS["channel"].check(self.channel)
         settings = {k: v for k, v in self.model_settings.checked().items() if v is not None}
+        engine = check_engine(ENGINE_SETTING.check(self.engine))
         return {"channel": channel, "settings": settings, "tile": tile or None, "device": self.device,
-                "norm_low": low, "norm_high": high, "trust_code": bool(trust_code)}
+                "norm_low": low, "norm_high": high, "trust_code": bool(trust_code), "engine": engine}
 
     def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None,
                   trust_code: bool = False) -> SegmentJob:
         """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
         prediction = self.prediction(trust_code)
-        engine = check_engine(ENGINE_SETTING.check(self.engine))
         axes = self.axes.strip().upper() or None
         spatial = [a for a in (axes or "") if a in "ZYX"]
         scale = dict(zip(spatial, tuple(layer_scale)[-len(spatial):])) if spatial and len(layer_scale) else None
-        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, engine=engine,
-                          **prediction)
+        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, **prediction)
 
     def build_blockwise_job(self, image: LazyImage, resume: bool = False,
                             trust_code: bool = False) -> BlockwiseSegmentJob:

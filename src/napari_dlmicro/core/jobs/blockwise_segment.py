@@ -55,6 +55,7 @@ from napari_dlmicro.core.jobs.blockwise_setup import (
 from napari_dlmicro.core.labels.tables import concat_tables, write_table
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, run_tasks
 from napari_dlmicro.core.runtime.devices import resolve_device
@@ -74,6 +75,9 @@ class BlockwiseSegmentJob:
     (a ``.parquet`` is written beside it). ``object_size`` is the largest
     object's diameter in pixels (default: the model kind's). ``trust_code``
     lets a bioimage.io package run its own Python code, here and in the workers.
+    ``engine`` is where each worker runs the network on the CPU (auto, torch,
+    onnxruntime, openvino): a worker builds its own runtime session on its first
+    block and keeps it (sessions do not travel between processes; the model does).
     """
 
     image: LazyImage
@@ -95,6 +99,7 @@ class BlockwiseSegmentJob:
     measurements: Path | None = None
     previews: bool = True
     trust_code: bool = False
+    engine: str = ENGINE_SETTING.default
 
 
 @dataclass
@@ -123,6 +128,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
     """The blockwise segmentation job generator; returns a :class:`BlockwiseResult`."""
     start = time.perf_counter()
     image = job.image
+    runtime = check_engine(job.engine)
     model = _load(job)
     check_fits(image, model)
     channels = choose_channels(image, model, job.channel)
@@ -154,7 +160,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
             settings=settings, tile=job.tile, reader=reader, norm=norm, plan=plan, output=spec.to_json(),
             run_folder=str(state.folder), spacing=spacing, unit="um" if image.unit in ("µm", "um") else
             (image.unit or "um"), class_map=model.info.class_map, measure=job.measure,
-            torch_threads=eng.torch_threads, max_halo=plan.block, trust_code=job.trust_code)
+            torch_threads=eng.torch_threads, max_halo=plan.block, trust_code=job.trust_code, engine=runtime)
         shared = eng.client.scatter(ctx, broadcast=True, hash=False)
         reports = yield from _segment_pass(eng, plan, shared, state, job, spec, token)
         cut = sum(r.cut for r in reports.values())
