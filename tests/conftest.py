@@ -136,3 +136,37 @@ def trained_semantic(nuclei, tmp_path_factory):
     run_to_end(train_job("semantic", [Pair("n", img[:192, :192], classes[:192, :192])], settings, out=folder,
                          device="cpu"))
     return folder
+
+
+@pytest.fixture(scope="session")
+def blob_stardist_2d():
+    """A 2D StarDist (ResNet backbone, 8 rays) wired by hand, and a 64x64 image with three Gaussian blobs it finds:
+    every convolution passes the image through, the probability is a steep sigmoid of it, every ray 3 pixels."""
+    import torch
+
+    from napari_dlmicro.core.models.stardist.network import StarDistNet, StarDistNetConfig
+    from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
+
+    config = StarDistNetConfig(ndim=2, n_rays=8, grid=(1, 1), backbone="resnet", resnet_blocks=1, resnet_filters=4,
+                               conv_after=4)
+    net = StarDistNet(config).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.zero_()
+                module.bias.zero_()
+                k = module.weight.shape[2:]
+                if module is not net.dist and module is not net.prob:
+                    module.weight[0, 0, k[0] // 2, k[1] // 2] = 1.0
+        for block in net.body:
+            for conv in block.convs:
+                conv.conv.weight.zero_()
+        net.prob.weight[0, 0] = 20.0
+        net.prob.bias.fill_(-10.0)
+        net.dist.bias.fill_(3.0)
+    model = StarDistSegmenter(net, name="blobs-2d", prob_thresh=0.5, nms_thresh=0.3, seed_border=0)
+    y, x = np.mgrid[:64, :64].astype(np.float32)
+    image = np.zeros((64, 64), np.float32)
+    for cy, cx in ((16, 20), (40, 44), (18, 46)):
+        image += np.exp(-(((y - cy) / 4.0) ** 2 + ((x - cx) / 4.0) ** 2))
+    return model, image

@@ -5,7 +5,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from bioimageio.spec.utils import read_yaml, write_yaml
+from bioimageio.spec.utils import get_sha256, read_yaml, write_yaml
 
 from napari_dlmicro.core.jobs.export import export_model_job
 from napari_dlmicro.core.models.bioimageio.meta import ExportMeta, parse_citation
@@ -35,6 +35,22 @@ def edit_yaml(folder: Path, change) -> Path:
     change(rdf)
     write_yaml(rdf, folder / "rdf.yaml")
     return folder
+
+
+def state_dict_only(package: Path, folder: Path, marker: Path | None = None) -> Path:
+    """A copy of ``package`` in ``folder`` whose only weights are the torch state dict (its network built by the
+    package's own ``network.py``); with ``marker``, that source creates the file ``marker`` when it runs (its
+    sha256 in the YAML updated, as a package made that way would declare it)."""
+    folder = unpacked(package, folder)
+    source = folder / "network.py"
+    if marker is not None:
+        source.write_text(source.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+
+    def change(rdf):
+        rdf["weights"] = {"pytorch_state_dict": rdf["weights"]["pytorch_state_dict"]}
+        rdf["weights"]["pytorch_state_dict"]["architecture"]["sha256"] = str(get_sha256(source))
+
+    return edit_yaml(folder, change)
 
 
 def zipped(folder: Path, out: Path) -> Path:

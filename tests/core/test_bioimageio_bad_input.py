@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 import tifffile
-from bioimageio_helpers import blob_stardist_3d, edit_yaml, export, unpacked, zipped
+from bioimageio_helpers import blob_stardist_3d, edit_yaml, export, state_dict_only, unpacked, zipped
 
 from napari_dlmicro.cli import main
 from napari_dlmicro.core.errors import UserError
@@ -88,13 +88,8 @@ def test_a_saved_model_without_tensorflow_says_what_to_install(package, tmp_path
 
 
 def test_state_dict_without_confirmation(package, image_file, tmp_path, capsys):
-    def state_dict_only(rdf):
-        rdf["weights"] = {"pytorch_state_dict": rdf["weights"]["pytorch_state_dict"]}
-
-    folder = edit_yaml(unpacked(package, tmp_path / "p"), state_dict_only)
     marker = tmp_path / "ran"
-    (folder / "network.py").write_text((folder / "network.py").read_text()
-                                       + f"\nopen({str(marker)!r}, 'w').close()\n")
+    folder = state_dict_only(package, tmp_path / "p", marker)
     _segment_cli_refuses(folder, image_file, tmp_path, capsys, "--trust-code")
     assert not marker.exists()  # the package's code never ran
 

@@ -62,3 +62,12 @@ def test_the_settings_come_back_next_session():
     again = SegmentationState()
     again.restore()
     assert (again.blockwise.workers, again.blockwise.scheduler, again.blockwise.block_size) == (4, "tcp://h:1", 2048)
+
+
+def test_the_docks_engine_and_trust_reach_the_blockwise_job(tmp_path):
+    state = SegmentationState(model="2D_versatile_fluo", engine="onnxruntime")
+    state.blockwise.output_folder = str(tmp_path)
+    image = lazy_from_array(np.zeros((64, 64), np.uint8), "YX", name="img")
+    job = state.build_blockwise_job(image, trust_code=True)
+    assert job.engine == "onnxruntime" and job.trust_code
+    assert not state.build_blockwise_job(image, resume=True).trust_code  # trusted for one start, never kept

@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     low, high = _norm(args)
     tile = args.tile if args.tile is not None else _JOB["tile"].default
     common = dict(channel=args.channel, settings=settings, tile=tile or None, norm_low=low, norm_high=high)
-    # the engine applies where whole images are segmented in memory; blocks on dask run in torch
-    in_memory = dict(common, engine=args.engine or _JOB["engine"].default)
+    engine = args.engine or _JOB["engine"].default
+    in_memory = dict(common, engine=engine)
     big = [p for p in inputs.tiffs if should_open_lazily(p)]
     small = [p for p in inputs.tiffs if p not in big]
     if args.labels_into_input and (small or big):
@@ -107,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
     if small:
         _small_tiffs(args, small, outdir, model, in_memory)
     for image in [open_image(p, args.fill_missing) for p in inputs.images] + [open_tiff_lazily(p) for p in big]:
-        _blockwise(args, image, outdir, model, common)
+        _blockwise(args, image, outdir, model, in_memory)
     for plate in inputs.plates:
         fields = open_images(plate, args.fill_missing)
         stem = zarr_name(plate)
         done = run_with_progress(lambda token, fields=fields, stem=stem: segment_many_job(
             fields, outdir, args.model, cluster_choice(args), args.resume, outdir / f"{stem}_labels.ome.zarr",
             outdir / f"{stem}_measurements.csv", args.labels_into_input, device=args.device, token=token,
-            **in_memory), f"segmenting {plate.name}")
+            trust_code=args.trust_code, **in_memory), f"segmenting {plate.name}")
         where = plate if args.labels_into_input else outdir / f"{stem}_labels.ome.zarr"
         print(f"{plate}: {len(done)} field(s), {sum(max(d.n_objects, 0) for d in done)} objects -> {where}")
     sys.stdout.flush()
@@ -125,7 +125,7 @@ def _small_tiffs(args, files, outdir, model, common) -> None:
     if wants_cluster(args, len(files)):
         done = run_with_progress(lambda token: segment_many_job(
             files, outdir, args.model, cluster_choice(args), args.resume, device=args.device, token=token,
-            axes=args.axes, **common), "segmenting")
+            axes=args.axes, trust_code=args.trust_code, **common), "segmenting")
         for f in done:
             print(f"{f.source}: " + ("already done" if f.skipped else f"{f.n_objects} objects") + f" -> {f.labels}")
         return
@@ -142,6 +142,7 @@ def _blockwise(args, image, outdir, model, common) -> None:
         output=None if args.labels_into_input else outdir / f"{image.name}_labels.ome.zarr",
         labels_into_input=args.labels_into_input, block=args.block or DEFAULT_BLOCK, resume=args.resume,
         cluster=cluster_choice(args), device=args.device, object_size=args.object_size,
-        measurements=outdir / f"{image.name}_measurements.csv", previews=False, **common)
+        measurements=outdir / f"{image.name}_measurements.csv", previews=False, trust_code=args.trust_code,
+        **common)
     result = run_with_progress(lambda token: blockwise_segment_job(job, token), f"segmenting {image.name}")
     print(f"{image.path}: {result.n_objects} objects in {result.blocks} block(s) -> {result.labels}")

@@ -79,8 +79,11 @@ class SegmentationState:
                  for s in kind.predict_settings]
         self.model_settings.set_specs(specs, remembered)
 
-    def prediction(self) -> dict[str, Any]:
-        """The model, device, tiling and normalisation settings of a job, checked (SegmentJob's field names)."""
+    def prediction(self, trust_code: bool = False) -> dict[str, Any]:
+        """The model, device, tiling and normalisation settings of a job, checked (SegmentJob's field names).
+
+        ``trust_code``: the user confirmed that the model's own code may run (:mod:`.code_trust`).
+        """
         if not self.model:
             raise UserError("no model is chosen", "pick a model from the list or Browse… to a model folder")
         if self.device not in DEVICE_CHOICES and not self.device.startswith("cuda:"):
@@ -89,22 +92,23 @@ class SegmentationState:
         low, high = JOB_SETTINGS["norm_low"].check(self.norm_low), JOB_SETTINGS["norm_high"].check(self.norm_high)
         channel = None if self.channel < 0 else JOB_SETTINGS["channel"].check(self.channel)
         settings = {k: v for k, v in self.model_settings.checked().items() if v is not None}
-        return {"channel": channel, "settings": settings, "tile": tile or None, "device": self.device,
-                "norm_low": low, "norm_high": high}
-
-    def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None) -> SegmentJob:
-        """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
-        prediction = self.prediction()
         engine = check_engine(ENGINE_SETTING.check(self.engine))
+        return {"channel": channel, "settings": settings, "tile": tile or None, "device": self.device,
+                "norm_low": low, "norm_high": high, "trust_code": bool(trust_code), "engine": engine}
+
+    def build_job(self, data: Any, layer_scale: tuple[float, ...] = (), region: dict | None = None,
+                  trust_code: bool = False) -> SegmentJob:
+        """The segmentation job for ``data`` (a layer's array) from the current settings, checked."""
+        prediction = self.prediction(trust_code)
         axes = self.axes.strip().upper() or None
         spatial = [a for a in (axes or "") if a in "ZYX"]
         scale = dict(zip(spatial, tuple(layer_scale)[-len(spatial):])) if spatial and len(layer_scale) else None
-        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, engine=engine,
-                          **prediction)
+        return SegmentJob(image=data, model=self.model, axes=axes, region=region, scale=scale, **prediction)
 
-    def build_blockwise_job(self, image: LazyImage, resume: bool = False) -> BlockwiseSegmentJob:
+    def build_blockwise_job(self, image: LazyImage, resume: bool = False,
+                            trust_code: bool = False) -> BlockwiseSegmentJob:
         """The blockwise job for a big image from the current settings and the Big images section, checked."""
-        return self.blockwise.build_job(image, self.model, self.prediction(), resume)
+        return self.blockwise.build_job(image, self.model, self.prediction(trust_code), resume)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The labels' shape for an image of ``shape``: every axis but the channels."""

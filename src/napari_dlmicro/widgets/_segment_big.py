@@ -94,11 +94,11 @@ class BigImageRuns:
                                      timeout=self._refresh)
 
     # -- preview -----------------------------------------------------------
-    def preview(self, layer, region: dict) -> JobHandle | None:
+    def preview(self, layer, region: dict, trust_code: bool = False) -> JobHandle | None:
         """Segment the region in view of ``layer`` at full resolution."""
         try:
             image = lazy_image_of(layer, self.state.axes.strip().upper())
-            prediction = self.state.prediction()
+            prediction = self.state.prediction(trust_code)
         except UserError as exc:
             show_error(f"Segmentation: {exc}")
             return None
@@ -131,11 +131,12 @@ class BigImageRuns:
         self.state.count = f"{result.n_objects} objects in view ({self.state.model})"
 
     # -- blockwise run -----------------------------------------------------
-    def run(self, layer) -> JobHandle | None:
+    def run(self, layer, trust_code: bool = False) -> JobHandle | None:
         """Segment the whole of ``layer`` block by block into an OME-Zarr store."""
         try:
             image = lazy_image_of(layer, self.state.axes.strip().upper())
-            job = self.state.build_blockwise_job(image, resume=self.section.resume_check.isChecked())
+            job = self.state.build_blockwise_job(image, resume=self.section.resume_check.isChecked(),
+                                                 trust_code=trust_code)
         except UserError as exc:
             show_error(f"Segmentation: {exc}")
             return None

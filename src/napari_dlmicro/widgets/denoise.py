@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLa
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.io.files import tiff_files
-from napari_dlmicro.core.jobs.denoise import apply_job, denoise_files_job
+from napari_dlmicro.core.jobs.denoise import apply_job, denoise_files_job, load_restorer
 from napari_dlmicro.core.jobs.train import read_training_data, train_job
 from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, engine_choices
 from napari_dlmicro.core.models.paths import store_dir
@@ -20,6 +20,7 @@ from napari_dlmicro.core.models.restoration.network import load_restoration
 from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime.events import Metric, Metrics, Preview, PreviewKind, Progress, format_eta
+from napari_dlmicro.state.code_trust import CodeTrust
 from napari_dlmicro.state.denoise import (
     RESTORING_KINDS,
     Placement,
@@ -29,6 +30,7 @@ from napari_dlmicro.state.denoise import (
     result_text,
 )
 from napari_dlmicro.widgets._bind import bind
+from napari_dlmicro.widgets._code_trust import trust_for
 from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._export_dialog import ModelExporter
@@ -47,6 +49,7 @@ class DenoiseWidget(DockPanel):
     def __init__(self, napari_viewer, parent=None) -> None:
         super().__init__(napari_viewer, parent)
         self.model = None
+        self.code_trust = CodeTrust()
         self.job: JobHandle | None = None
         self._t_start = 0.0
         self._folder: Path | None = None
@@ -61,6 +64,8 @@ class DenoiseWidget(DockPanel):
         self.plot = LinePlot((Panel((Metric.TRAIN_LOSS, Metric.VAL_LOSS), ("train", "validation"), log_y=True),))
         self.models = narrow_combo(QComboBox())
         self.load_btn, self.apply_btn = QPushButton("Load model"), QPushButton("Apply to layer")
+        self.package_btn = QPushButton("Load package…", toolTip="An image-to-image bioimage.io model package "
+                                       "(.zip or its rdf.yaml)")
         self.folder_btn = QPushButton("Apply to folder…")
         self.quality = QLabel("", wordWrap=True)
         self._build()
@@ -91,7 +96,7 @@ class DenoiseWidget(DockPanel):
         apply_form.addRow("engine", bind(self.form.state, "engine", self.engine_combo))
         apply_form.addRow("ground truth", self.truth)
         apply_row = QHBoxLayout()
-        for b in (self.load_btn, self.apply_btn, self.folder_btn):
+        for b in (self.load_btn, self.package_btn, self.apply_btn, self.folder_btn):
             apply_row.addWidget(b)
         self.body.addLayout(top)
         self.body.addWidget(self.form)
@@ -104,7 +109,8 @@ class DenoiseWidget(DockPanel):
         self.body.addStretch(1)
         self.train_btn.clicked.connect(self.train)
         self.cancel_btn.clicked.connect(self.cancel)
-        self.load_btn.clicked.connect(self.load_model)
+        self.load_btn.clicked.connect(lambda: self.load_model())
+        self.package_btn.clicked.connect(self._load_package_dialog)
         self.apply_btn.clicked.connect(self.apply)
         self.folder_btn.clicked.connect(self._apply_folder_dialog)
 
@@ -268,13 +274,27 @@ class DenoiseWidget(DockPanel):
             self.status.setText("cancelled before the first validation: no model saved yet")
 
     # ------------------------------------------------------------ applying
-    def load_model(self) -> None:
-        """Load the model chosen in the list of stored models."""
+    def load_model(self, ref: str | None = None) -> None:
+        """Load ``ref`` (a bioimage.io package, a model folder; default: the model chosen in the list).
+
+        A package that would run its own Python code loads only after the user
+        confirmed it (once per source file); on No nothing is loaded.
+        """
+        ref = ref or self.models.currentText()
+        trust = trust_for(self, self.code_trust, ref, "Denoising")
+        if trust is None:
+            return  # its code may not run: the dock keeps the model it had
         try:
-            self.model = load_restoration(self.models.currentText())
-            self.status.setText(f"loaded {self.models.currentText()} ({self.model.kind})")
+            self.model = load_restorer(ref, None, trust)
+            self.status.setText(f"loaded {Path(ref).name} ({self.model.kind})")
         except UserError as exc:
             self.status.setText(str(exc))
+
+    def _load_package_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "bioimage.io package", str(Path.home()),
+                                              "bioimage.io package (*.zip *.yaml)")
+        if path:
+            self.load_model(path)
 
     def apply(self) -> None:
         """Denoise the chosen layer (every time point) into a float32 layer next to it."""

@@ -37,6 +37,7 @@ from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
 from napari_dlmicro.core.runtime.events import Preview, PreviewKind, Progress
+from napari_dlmicro.state.code_trust import CodeTrust
 from napari_dlmicro.state.segmentation import (
     JOB_SETTINGS,
     SegmentationState,
@@ -45,6 +46,7 @@ from napari_dlmicro.state.segmentation import (
     model_kind,
 )
 from napari_dlmicro.widgets._bind import bind, spin_for
+from napari_dlmicro.widgets._code_trust import trust_for
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._export_dialog import ModelExporter
 from napari_dlmicro.widgets._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
@@ -67,6 +69,7 @@ class SegmentationWidget(DockPanel):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self.state = SegmentationState()
+        self.code_trust = CodeTrust()
         self.handle: JobHandle | None = None
         self.result: SegmentResult | None = None
         self._out_layer: Labels | None = None
@@ -76,7 +79,8 @@ class SegmentationWidget(DockPanel):
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._live_timer = QTimer(self, singleShot=True, interval=LIVE_DELAY_MS, timeout=self.preview)
+        self._live_timer = QTimer(self, singleShot=True, interval=LIVE_DELAY_MS,
+                                  timeout=lambda: self.preview(asking=False))
         camera(self.viewer).events.center.connect(self._schedule_live)
         camera(self.viewer).events.zoom.connect(self._schedule_live)
         self.viewer.dims.events.current_step.connect(self._schedule_live)
@@ -219,7 +223,7 @@ class SegmentationWidget(DockPanel):
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (napari's LayerList has no .get)
 
     # -- running -------------------------------------------------------------
-    def build_job(self, layer=None, region=None) -> SegmentJob:
+    def build_job(self, layer=None, region=None, trust_code: bool = False) -> SegmentJob:
         """A job for ``layer`` (default: the chosen one) from the dock's settings."""
         layer = layer if layer is not None else self._image_layer()
         if layer is None:
@@ -229,37 +233,41 @@ class SegmentationWidget(DockPanel):
         if isinstance(layer, Labels) or not isinstance(layer, Image):
             raise UserError(f"'{layer.name}' is a {type(layer).__name__} layer, not an image",
                             "choose an Image layer as input; Labels layers hold masks or annotations")
-        return self.state.build_job(layer.data, tuple(layer.scale), region)
+        return self.state.build_job(layer.data, tuple(layer.scale), region, trust_code)
 
     def run(self) -> None:
         """Segment the whole image."""
         self._start(region=None)
 
-    def preview(self) -> None:
-        """Segment only the current plane and the visible field."""
+    def preview(self, asking: bool = True) -> None:
+        """Segment only the current plane and the visible field (``asking=False``: a live preview, which never
+        asks whether a model's own code may run)."""
         layer = self._image_layer()
         if layer is None:
-            return self._start(region=None)
-        self._start(region=visible_region(self.viewer, layer, self.state.axes.strip().upper()))
+            return self._start(region=None, asking=asking)
+        self._start(region=visible_region(self.viewer, layer, self.state.axes.strip().upper()), asking=asking)
 
     def _schedule_live(self, *_) -> None:
         if self.state.live and self.handle is None:
             self._live_timer.start()
 
-    def _start(self, region) -> None:
+    def _start(self, region, asking: bool = True) -> None:
         if self.handle is not None:
             show_info("A segmentation is already running: cancel it first.")
             return
+        trust = trust_for(self, self.code_trust, self.state.model, "Segmentation", asking)
+        if trust is None:
+            return  # the model's own code may not run: nothing is loaded, the dock stays as it was
         layer = self._image_layer()
         if layer is not None and is_big(layer):
             self.state.remember()
-            handle = self.big.run(layer) if region is None else self.big.preview(layer, region)
+            handle = self.big.run(layer, trust) if region is None else self.big.preview(layer, region, trust)
             if handle is not None:
                 self._tiles_shown = 0
                 self.handle = self.track(handle)
             return
         try:
-            job = self.build_job(layer, region)
+            job = self.build_job(layer, region, trust)
         except UserError as exc:
             show_error(f"Segmentation: {exc}")
             return

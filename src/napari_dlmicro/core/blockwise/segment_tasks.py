@@ -27,6 +27,7 @@ from napari_dlmicro.core.jobs.segment_input import normalise_block
 from napari_dlmicro.core.labels.measure import measure_labels
 from napari_dlmicro.core.models.base import ObjectLabels, Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models.engines.choice import TORCH
 from napari_dlmicro.core.runtime.cluster import worker_model
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import run_to_end
@@ -56,6 +57,8 @@ class SegmentContext:
     intensity: bool = True  # measure intensities (single-channel inputs)
     torch_threads: int = 1
     max_halo: tuple[int, ...] = field(default_factory=tuple)
+    trust_code: bool = False  # a named bioimage.io package may run its own code (the user confirmed it)
+    engine: str = TORCH  # where the worker runs the network on the CPU (its session is built there, once)
 
 
 @dataclass
@@ -72,12 +75,19 @@ class BlockReport:
 
 
 def model_of(ctx: SegmentContext) -> tuple[Segmenter, Any]:
-    """The worker's loaded model for this run, and the lock to hold while it runs."""
+    """The worker's loaded model for this run, and the lock to hold while it runs.
+
+    The model runs on the run's engine from its first block on: ONNX Runtime and
+    OpenVINO sessions are opened in this worker on first use and kept for the
+    next blocks (:mod:`...models.engines.backends`).
+    """
     def load() -> Segmenter:
         set_cpu_threads(ctx.torch_threads)
         if isinstance(ctx.model, Segmenter):
-            return ctx.model
-        return get_segmenter(ctx.model, resolve_device(ctx.device))
+            model = ctx.model
+        else:
+            model = get_segmenter(ctx.model, resolve_device(ctx.device), trust_code=ctx.trust_code)
+        return model.use_engine(ctx.engine)
     return worker_model((ctx.run_id, "segment"), load)
 
 

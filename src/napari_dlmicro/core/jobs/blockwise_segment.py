@@ -55,6 +55,7 @@ from napari_dlmicro.core.jobs.blockwise_setup import (
 from napari_dlmicro.core.labels.tables import concat_tables, write_table
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, run_tasks, scatter
 from napari_dlmicro.core.runtime.devices import resolve_device
@@ -72,7 +73,11 @@ class BlockwiseSegmentJob:
     with ``labels_into_input`` the labels go into the input's
     ``labels/<label_name>`` group instead. ``measurements`` is the CSV path
     (a ``.parquet`` is written beside it). ``object_size`` is the largest
-    object's diameter in pixels (default: the model kind's).
+    object's diameter in pixels (default: the model kind's). ``trust_code``
+    lets a bioimage.io package run its own Python code, here and in the workers.
+    ``engine`` is where each worker runs the network on the CPU (auto, torch,
+    onnxruntime, openvino): a worker builds its own runtime session on its first
+    block and keeps it (sessions do not travel between processes; the model does).
     """
 
     image: LazyImage
@@ -93,6 +98,8 @@ class BlockwiseSegmentJob:
     measure: bool = True
     measurements: Path | None = None
     previews: bool = True
+    trust_code: bool = False
+    engine: str = ENGINE_SETTING.default
 
 
 @dataclass
@@ -112,13 +119,16 @@ class BlockwiseResult:
 
 
 def _load(job: BlockwiseSegmentJob) -> Segmenter:
-    return job.model if isinstance(job.model, Segmenter) else get_segmenter(job.model, resolve_device(job.device))
+    if isinstance(job.model, Segmenter):
+        return job.model
+    return get_segmenter(job.model, resolve_device(job.device), trust_code=job.trust_code)
 
 
 def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) -> Job:
     """The blockwise segmentation job generator; returns a :class:`BlockwiseResult`."""
     start = time.perf_counter()
     image = job.image
+    runtime = check_engine(job.engine)
     model = _load(job)
     check_fits(image, model)
     channels = choose_channels(image, model, job.channel)
@@ -150,7 +160,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
             settings=settings, tile=job.tile, reader=reader, norm=norm, plan=plan, output=spec.to_json(),
             run_folder=str(state.folder), spacing=spacing, unit="um" if image.unit in ("µm", "um") else
             (image.unit or "um"), class_map=model.info.class_map, measure=job.measure,
-            torch_threads=eng.torch_threads, max_halo=plan.block)
+            torch_threads=eng.torch_threads, max_halo=plan.block, trust_code=job.trust_code, engine=runtime)
         shared = scatter(eng, ctx, token)
         reports = yield from _segment_pass(eng, plan, shared, state, job, spec, token)
         cut = sum(r.cut for r in reports.values())

@@ -228,7 +228,7 @@ def denoise(image: np.ndarray, model: Restorer | str | Path, axes: str | None = 
         return run_to_end(denoise_job(model, image, axes, channels, tile, tta, engine=engine))
 
 
-def load_restorer(ref: str | Path, device: torch.device, trust_code: bool = False) -> Restorer:
+def load_restorer(ref: str | Path, device: torch.device | None = None, trust_code: bool = False) -> Restorer:
     """A Noise2Void or CARE model folder, a stored name, or an image-to-image bioimage.io package."""
     if is_package(resolve(ref)):
         model = load_model(ref, device, trust_code=trust_code)

@@ -61,6 +61,7 @@ class ManyContext:
     labels_store: str | None = None  # plates: the labels store
     into_input: bool = False
     label_name: str = "dlmicro"
+    trust_code: bool = False  # a named bioimage.io package may run its own code (the user confirmed it)
 
 
 @dataclass
@@ -77,7 +78,9 @@ class ImageDone:
 def _model(ctx: ManyContext) -> tuple[Segmenter, Any]:
     def load() -> Segmenter:
         set_cpu_threads(ctx.torch_threads)
-        return ctx.model if isinstance(ctx.model, Segmenter) else get_segmenter(ctx.model, resolve_device(ctx.device))
+        if isinstance(ctx.model, Segmenter):
+            return ctx.model
+        return get_segmenter(ctx.model, resolve_device(ctx.device), trust_code=ctx.trust_code)
     return worker_model((ctx.run_id, "many"), load)
 
 
@@ -135,15 +138,18 @@ def _field_output(image: LazyImage, ctx: ManyContext) -> OutputSpec:
 def segment_many_job(items: Sequence[str | Path | LazyImage], outdir: str | Path, model: str | Path | Segmenter,
                      cluster: ClusterChoice | None = None, resume: bool = False, labels_store: Path | None = None,
                      measurements: Path | None = None, into_input: bool = False, label_name: str = "dlmicro",
-                     device: str = "auto", token: CancelToken = NEVER, **kwargs: Any) -> Job:
+                     device: str = "auto", token: CancelToken = NEVER, trust_code: bool = False,
+                     **kwargs: Any) -> Job:
     """Segment TIFF files (paths) or plate fields (:class:`LazyImage`) spread over the workers.
 
     Returns the :class:`ImageDone` list. A file or field that fails is named
     and the rest go on; the job then raises a :class:`UserError` listing them.
+    ``trust_code`` lets a named bioimage.io package run its own Python code.
     """
     items = list(items)
     fields = bool(items) and isinstance(items[0], LazyImage)
-    loaded = model if isinstance(model, Segmenter) else get_segmenter(model, resolve_device(device))
+    loaded = model if isinstance(model, Segmenter) else get_segmenter(model, resolve_device(device),
+                                                                      trust_code=trust_code)
     if fields and not into_input:
         if labels_store is None:
             raise UserError("no labels store was given for the plate", "give an output folder (-o)")
@@ -157,7 +163,7 @@ def segment_many_job(items: Sequence[str | Path | LazyImage], outdir: str | Path
             yield Notice(f"dask dashboard: {eng.dashboard}")
         shipped = loaded if (isinstance(model, Segmenter) or not eng.own or not processes(eng)) else str(model)
         ctx = ManyContext(secrets.token_hex(6), shipped, device, str(outdir), kwargs, resume, eng.torch_threads,
-                          str(labels_store) if labels_store else None, into_input, label_name)
+                          str(labels_store) if labels_store else None, into_input, label_name, trust_code)
         shared = scatter(eng, ctx, token)
         task = segment_field_task if fields else segment_file_task
         clock = ProgressClock(len(items), "segmenting images")

@@ -23,6 +23,7 @@ from napari_dlmicro.core.jobs.blockwise_setup import check_fits, choose_channels
 from napari_dlmicro.core.jobs.segment_input import normalise_block
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.cache import get_segmenter
+from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Preview, PreviewKind, Progress, ProgressClock, relay, run_to_end
@@ -45,13 +46,19 @@ def segment_region_job(image: LazyImage, region: dict[str, int | slice], model: 
                        settings: dict | None = None, channel: int | None = None, tile: int | None = None,
                        device: str = "auto", norm_low: float = 1.0, norm_high: float = 99.8,
                        object_size: int | None = None, norm: Ranges | None = None,
-                       token: CancelToken = NEVER) -> Job:
+                       token: CancelToken = NEVER, trust_code: bool = False,
+                       engine: str = ENGINE_SETTING.default) -> Job:
     """Segment ``region`` of ``image`` at full resolution; returns a :class:`RegionResult`.
 
     ``region`` maps axis letters to an index (T, and Z for a 2D model; 0 when
-    left out) or a slice (Z for a 3D model, Y, X; the whole axis when left out).
+    left out) or a slice (Z for a 3D model, Y, X; the whole axis when left out). ``trust_code`` lets a
+    bioimage.io package run its own Python code (see :func:`...models.loader.load_model`); ``engine`` is where
+    the network runs on the CPU.
     """
-    model = model if isinstance(model, Segmenter) else get_segmenter(model, resolve_device(device))
+    runtime = check_engine(engine)
+    model = model if isinstance(model, Segmenter) else get_segmenter(model, resolve_device(device),
+                                                                     trust_code=trust_code)
+    model.use_engine(runtime)
     check_fits(image, model)
     channels = choose_channels(image, model, channel)
     axes, n_loop = output_axes(image.axes, model.info.spatial_ndim)

@@ -12,13 +12,20 @@ from pathlib import Path
 
 import torch
 
-from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.errors import UntrustedCode, UserError
 from napari_dlmicro.core.models.base import Segmenter
 from napari_dlmicro.core.models.bioimageio.sources import is_package
 from napari_dlmicro.core.models.catalogue import CATALOGUE, pretrained_folder
 from napari_dlmicro.core.models.folder import read_config
 from napari_dlmicro.core.models.paths import store_dir
-from napari_dlmicro.core.models.registry import KINDS, Task, get_kind, load_package, package_kind
+from napari_dlmicro.core.models.registry import (
+    KINDS,
+    Task,
+    get_kind,
+    load_package,
+    package_code_to_trust,
+    package_kind,
+)
 from napari_dlmicro.core.models.stardist.folder import is_official_folder, stardist_defaults
 
 
@@ -61,6 +68,14 @@ def kind_of(ref: str | Path) -> str:
         raise UserError(f"'{ref.name}' holds a {kind} model, which this version cannot use",
                         "update napari-dlmicro, or pick another model")
     return kind
+
+
+def code_to_trust(ref: str | Path) -> UntrustedCode | None:
+    """What loading ``ref`` would run of the model's own Python code (a bioimage.io package's architecture
+    source), for the user to confirm first; None for every model that runs without such code."""
+    if not _is_package(ref):
+        return None
+    return package_code_to_trust(resolve(ref))
 
 
 def load_model(ref: str | Path, device: torch.device | None = None, trust_code: bool = False):

@@ -124,6 +124,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 # kinds' loaders, so that listing kinds never imports bioimageio.spec (seconds to import).
 PACKAGE_KIND = f"{_M}.bioimageio.load:kind_of_package"  # called as function(reference) -> a kind's name
 PACKAGE_LOAD = f"{_M}.bioimageio.load:load_package"  # called as function(reference, device, trust_code=)
+PACKAGE_TRUST = f"{_M}.bioimageio.load:code_needing_trust"  # called as function(reference) -> UntrustedCode | None
 
 
 def package_kind(ref: Any) -> str:
@@ -134,6 +135,11 @@ def package_kind(ref: Any) -> str:
 def load_package(ref: Any, device: Any, trust_code: bool = False) -> Any:
     """A bioimage.io package as a segmenter or a restorer (see :mod:`.bioimageio.load`)."""
     return _resolve(PACKAGE_LOAD)(ref, device, trust_code=trust_code)
+
+
+def package_code_to_trust(ref: Any) -> Any:
+    """The :class:`...errors.UntrustedCode` a package would need the user's trust for, or None."""
+    return _resolve(PACKAGE_TRUST)(ref)
 
 
 def get_kind(name: str) -> Kind:

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from stardist.rays3d import Rays_GoldenSpiral
 
-from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.errors import UntrustedCode, UserError
 from napari_dlmicro.core.models.bioimageio.adapter import PackageRunner
 from napari_dlmicro.core.models.bioimageio.layout import read_layout
 from napari_dlmicro.core.models.bioimageio.package import Package, open_package
 from napari_dlmicro.core.models.bioimageio.restorer import PackageRestorer
 from napari_dlmicro.core.models.bioimageio.segmenters import PackageSemantic, PackageStarDist
-from napari_dlmicro.core.models.bioimageio.weights import PackageNet, local_file
+from napari_dlmicro.core.models.bioimageio.weights import PackageNet, choose_format, local_file
 from napari_dlmicro.core.models.stardist.folder import net_config_from_official, rays_of
 from napari_dlmicro.core.models.stardist.keras_weights import load_keras_weights
 from napari_dlmicro.core.models.stardist.network import StarDistNet
@@ -96,6 +96,23 @@ def _from_keras(pkg: Package, weights: Path, device: torch.device) -> StarDistSe
     return StarDistSegmenter(net, name=pkg.name, source=str(pkg.root), prob_thresh=float(thresholds.get("prob", 0.5)),
                              nms_thresh=float(thresholds.get("nms", 0.4)),
                              rays=rays_of(cfg) if net.config.ndim == 3 else None, device=device)
+
+
+def code_needing_trust(ref: str | Path) -> UntrustedCode | None:
+    """What loading the package ``ref`` would ask the user to trust (its architecture source), or None.
+
+    None when the package runs without code of its own (ONNX, TorchScript, or
+    StarDist's Keras weights through our loader); a package that cannot run
+    here at all raises its :class:`UserError`.
+    """
+    pkg = open_package(ref)
+    if family(pkg) == "stardist" and _keras_stardist(pkg) is not None:
+        return None
+    try:
+        choose_format(pkg, trust_code=False)
+    except UntrustedCode as needed:
+        return needed
+    return None
 
 
 def load_package(ref: str | Path, device: torch.device | None = None, trust_code: bool = False,

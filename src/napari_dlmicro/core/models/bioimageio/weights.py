@@ -5,7 +5,8 @@ engine is asked for), ``torchscript``, ``tensorflow_saved_model_bundle`` (where
 TensorFlow is installed), then ``pytorch_state_dict``. That last one builds the
 network with Python source from the package, and running it is running a
 stranger's program: it is used only when no other format of the package runs
-here, and only with ``trust_code`` (the dock asks; the CLI's ``--trust-code``).
+here, and only with ``trust_code`` (the dock asks; the CLI's ``--trust-code``); without it
+the package is refused with :class:`...errors.UntrustedCode`, which names the file and its sha256.
 Its weights load with ``torch.load(weights_only=True)``. ``keras_hdf5`` weights
 of StarDist run through our own Keras loader (:mod:`.load`).
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from bioimageio.spec.utils import get_sha256
 
-from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.errors import UntrustedCode, UserError
 from napari_dlmicro.core.models.bioimageio.package import Package, check_members
 from napari_dlmicro.core.models.engines.backends import backend
 from napari_dlmicro.core.models.engines.choice import ONNXRUNTIME, OPENVINO, TORCH, installed
@@ -70,15 +71,25 @@ def choose_format(pkg: Package, trust_code: bool, allowed: tuple[str, ...] = ORD
         return safe[0]
     if "pytorch_state_dict" in runnable:
         if not trust_code:
-            raise UserError(f"the only weights of '{pkg.name}' this machine can run are a torch state dict, whose "
-                            "network is built by Python code from the package: running it runs that code",
-                            "if you trust where the package comes from, confirm it (CLI: --trust-code); "
-                            "otherwise ask its authors for ONNX or TorchScript weights")
+            raise code_to_trust(pkg)
         return "pytorch_state_dict"
     missing = sorted({NEEDS[f] for f in have if f in NEEDS})
     raise UserError(f"'{pkg.name}' has weights as {', '.join(have) or 'nothing'}, which this machine cannot run",
                     f"install {' and '.join(missing)}" if missing else
                     "ask its authors for ONNX, TorchScript or PyTorch weights")
+
+
+def code_to_trust(pkg: Package) -> UntrustedCode:
+    """What the user is asked to trust before ``pkg``'s state dict weights run: its architecture source and hash.
+
+    The file is checked against the sha256 the package declares (a damaged or
+    replaced file is refused here, before anyone is asked about it).
+    """
+    arch = pkg.descr.weights.pytorch_state_dict.architecture
+    if hasattr(arch, "import_from"):  # a callable of an installed library: no file of the package runs
+        return UntrustedCode(pkg.name, f"{arch.import_from}.{arch.callable}", None)
+    source = local_file(pkg, arch, "architecture source")
+    return UntrustedCode(pkg.name, source.relative_to(pkg.root.resolve()).as_posix(), str(get_sha256(source)))
 
 
 class PackageNet:
