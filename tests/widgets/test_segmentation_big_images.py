@@ -59,6 +59,7 @@ def test_preview_reads_only_the_region_in_view(zarr_dock, qtbot):
     _wait_idle(qtbot, widget)
     preview = viewer.layers["nuclei [preview labels]"]
     assert preview.data.shape == (128, 128)
+    assert preview.data.dtype == np.uint16  # drawn without napari hashing each id on its thread
     assert tuple(preview.translate) == (32.0, 0.0)  # placed over the image: 64 px at 0.5 µm
     assert "in view" in widget.count_label.text()
 

@@ -141,6 +141,8 @@ class BigImageRuns:
         name = f"{layer.name} [preview labels]"
         shape = tuple(p.stop - p.start for p in result.placement)
         data = result.labels.reshape(shape)
+        if data.max(initial=0) < 1 << 16:  # ids are 1..n: napari draws uint16 as is, wider ids it hashes per frame
+            data = data.astype(np.uint16)
         n = len(shape)
         scale = tuple(layer.scale)[-n:]
         translate = tuple(t + p.start * s for t, p, s in zip(tuple(layer.translate)[-n:], result.placement, scale))
