@@ -426,6 +426,8 @@ def main() -> None:
     p.add_argument("--run-size", type=int, default=8192)
     p.add_argument("--block", type=int, default=1024)
     p.add_argument("--cancel-after", type=int, default=6, help="blocks finished before Cancel")
+    p.add_argument("--sample", action="store_true", help="say where the GUI thread was in each long stall (walking "
+                   "another thread's frames has crashed CPython 3.11 here once, in the Run part)")
     p.add_argument("--skip", default="", help="parts to skip: any of 'pan', 'preview', 'run'")
     args = p.parse_args()
     print(f"napari {napari.__version__}, zarr {zarr.__version__}, {os.cpu_count()} cores, load average at the "
@@ -438,7 +440,7 @@ def main() -> None:
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()
     run_for(app, 1.0)
-    probe = StallProbe(sample=True)
+    probe = StallProbe(sample=args.sample)
     probe.start()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
