@@ -9,6 +9,7 @@ from ome_zarr.writer import write_image
 from stardist.matching import matching
 
 from napari_dlmicro.core.io.ome_zarr import open_image
+from napari_dlmicro.core.runtime.events import Preview, PreviewKind
 
 
 @pytest.fixture
@@ -58,6 +59,7 @@ def test_preview_reads_only_the_region_in_view(zarr_dock, qtbot):
     _wait_idle(qtbot, widget)
     preview = viewer.layers["nuclei [preview labels]"]
     assert preview.data.shape == (128, 128)
+    assert preview.data.dtype == np.uint16  # drawn without napari hashing each id on its thread
     assert tuple(preview.translate) == (32.0, 0.0)  # placed over the image: 64 px at 0.5 µm
     assert "in view" in widget.count_label.text()
 
@@ -80,3 +82,24 @@ def test_cancel_stops_the_blockwise_run_and_says_how_to_resume(zarr_dock, qtbot)
     widget.cancel()
     assert widget.handle is None and not widget.state.status.running
     assert "Resume" in widget.state.status.text
+
+
+def test_the_run_labels_layer_is_refreshed_only_for_numbered_blocks_in_view(zarr_dock):
+    viewer, widget, _ = zarr_dock
+    runs = widget.big
+    runs.output = viewer.add_labels(np.zeros((256, 256), np.uint32), name="nuclei [labels]")
+    refreshed = []
+    runs.output.refresh = lambda *a, **k: refreshed.append(1)
+    block = (slice(0, 128), slice(0, 128))
+
+    def finished(dtype):
+        runs._last_refresh = 0.0  # long ago: a refresh due now happens at once
+        runs._on_block_event(Preview(np.ones((128, 128), dtype), block, PreviewKind.LABELS))
+
+    finished(np.uint64)  # the segment pass: provisional ids, not in the store the layer shows
+    assert refreshed == [] and not runs._refresh_timer.isActive()
+    finished(np.uint32)  # numbered, and the whole layer is in view
+    assert refreshed == [1]
+    runs.output.corner_pixels = np.array([[140, 140], [250, 250]])  # as napari sets it for a view zoomed elsewhere
+    finished(np.uint32)
+    assert refreshed == [1] and not runs._refresh_timer.isActive()

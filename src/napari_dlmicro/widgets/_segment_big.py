@@ -5,12 +5,17 @@ halo) and shows its labels as a small layer placed over the image. Run
 segments block by block on local dask workers or a cluster by address; its
 labels go into an OME-Zarr store that a lazy Labels layer shows, refreshed as
 blocks are numbered, and that becomes the store's pyramid when the run ends.
+A refresh re-reads (and redraws) what is in view on napari's thread, so the
+layer is refreshed only for a numbered block that is in view, at most every
+:data:`REFRESH_S`: the blocks of the first pass hold provisional ids in the
+run folder, not in the store the layer shows.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -33,6 +38,7 @@ from napari_dlmicro.state.blockwise import MAX_BLOCK, MIN_BLOCK, BlockwiseSettin
 from napari_dlmicro.state.segmentation import SegmentationState
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._lazy_layers import lazy_image_of, store_labels_layer
+from napari_dlmicro.widgets.view_region import overlaps_view
 from napari_dlmicro.workers import JobHandle, start_job
 
 REFRESH_S = 0.5  # the lazy labels layer re-reads what is in view at most this often
@@ -74,6 +80,19 @@ def _choose_folder(parent: QWidget, edit: QLineEdit) -> None:
     path = QFileDialog.getExistingDirectory(parent, "Output folder")
     if path:
         edit.setText(path)
+
+
+def shows_changed(viewer, layer, ev: Preview) -> bool:
+    """True when a finished block changes what the run's labels ``layer`` shows: a numbered block in view.
+
+    The segment pass sends a block's provisional ids (uint64, from the run
+    folder); the store the layer reads holds a block only once it is
+    numbered (uint32 final ids), so refreshing for the first pass redraws
+    nothing new.
+    """
+    if np.asarray(ev.data).dtype == np.uint64:
+        return False
+    return layer is None or overlaps_view(viewer, layer, tuple(ev.region))
 
 
 class BigImageRuns:
@@ -122,6 +141,8 @@ class BigImageRuns:
         name = f"{layer.name} [preview labels]"
         shape = tuple(p.stop - p.start for p in result.placement)
         data = result.labels.reshape(shape)
+        if data.max(initial=0) < 1 << 16:  # ids are 1..n: napari draws uint16 as is, wider ids it hashes per frame
+            data = data.astype(np.uint16)
         n = len(shape)
         scale = tuple(layer.scale)[-n:]
         translate = tuple(t + p.start * s for t, p, s in zip(tuple(layer.translate)[-n:], result.placement, scale))
@@ -157,9 +178,11 @@ class BigImageRuns:
             if self.output is None:
                 self.output = store_labels_layer(self.dock.viewer, self._job.output, self.layer,
                                                  f"{self.layer.name} [labels]")
-            self._schedule_refresh()
+            if shows_changed(self.dock.viewer, self.output, ev):
+                self._schedule_refresh()
 
     def _schedule_refresh(self) -> None:
+        """Refresh the labels layer now, or once REFRESH_S after the last refresh."""
         if time.monotonic() - self._last_refresh >= REFRESH_S:
             self._refresh()
         elif not self._refresh_timer.isActive():

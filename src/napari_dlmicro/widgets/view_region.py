@@ -13,7 +13,8 @@ def visible_region(viewer, layer, axes: str) -> dict:
     """
     axes = axes.replace("C", "").replace("S", "")
     ndim = len(axes)
-    data_shape = [n for a, n in zip(axes, layer.data.shape[: layer.data.ndim - (1 if layer.rgb else 0)])]
+    rgb = 1 if getattr(layer, "rgb", False) else 0  # Labels layers have no rgb
+    data_shape = [n for a, n in zip(axes, layer.data.shape[: layer.data.ndim - rgb])]
     displayed = set(viewer.dims.displayed)
     offset = viewer.dims.ndim - ndim
     point = layer.world_to_data(viewer.dims.point) if hasattr(layer, "world_to_data") else viewer.dims.point
@@ -34,3 +35,21 @@ def visible_region(viewer, layer, axes: str) -> dict:
         else:
             region[a] = slice(0, n)
     return region
+
+
+def overlaps_view(viewer, layer, region: tuple) -> bool:
+    """True when ``region`` (level 0 pixels: a slice or an index per axis of ``layer``) meets what is in view.
+
+    Errs towards True: a layer napari has not drawn yet counts as all in view.
+    """
+    if layer.ndim > 4 or len(region) != layer.ndim:
+        return True
+    view = visible_region(viewer, layer, "TZYX"[-layer.ndim:])
+    for r, v in zip(region, view.values()):
+        lo, hi = (r.start, r.stop) if isinstance(r, slice) else (int(r), int(r) + 1)
+        if isinstance(v, slice):
+            if hi <= v.start or lo >= v.stop:
+                return False
+        elif not lo <= v < hi:
+            return False
+    return True
