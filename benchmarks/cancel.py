@@ -9,7 +9,7 @@ The networks have random weights: only the time of a unit matters here.
 
     python benchmarks/cancel.py                 # every case but Cellpose-SAM
     python benchmarks/cancel.py --cellpose      # with Cellpose-SAM (random ViT-L weights, ~5 GB of memory)
-    python benchmarks/cancel.py --gui-offload   # NMS and measurements in the helper process, as in napari
+    python benchmarks/cancel.py --gui-offload   # NMS and measurements in the helper process, as napari and the CLI run
 
 Figures are printed, never asserted. The goal: at most 1 s in every case.
 """
