@@ -33,7 +33,7 @@ deleted at the end unless --keep.
 Figures are printed, never asserted. Run under Xvfb (software OpenGL: a frame
 costs far more than on a GPU), e.g.
 
-    xvfb-run -a -s "-screen 0 1366x768x24" python benchmarks/big_image_stall.py --store /tmp/slide50k.ome.zarr --keep
+    xvfb-run -a -s "-screen 0 1366x768x24" python benchmarks/big_image_stall.py --store slide50k.ome.zarr --keep
 """
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def _call_in_helper(fn: Callable[..., Any], args: tuple, token: CancelToken) -> 
     with _lock:
         try:
             server = _start()
-            send(server.stdin, (fn.__module__, fn.__qualname__, args))
+            _send_or_cancel(server, (fn.__module__, fn.__qualname__, args), token)
             while not select.select([server.stdout], [], [], POLL_S)[0]:
                 if token.cancelled:
                     _kill_locked()
@@ -110,6 +110,30 @@ def _call_in_helper(fn: Callable[..., Any], args: tuple, token: CancelToken) -> 
     if ok:
         return value
     raise value
+
+
+def _send_or_cancel(server: subprocess.Popen, request: tuple, token: CancelToken) -> None:
+    """Send ``request``; a cancel kills the helper meanwhile (a big array waits in the pipe while it starts)."""
+    if token is NEVER:
+        send(server.stdin, request)
+        return
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            send(server.stdin, request)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failed.append(exc)
+
+    sender = threading.Thread(target=target, name="dlmicro-offload-send", daemon=True)
+    sender.start()
+    while sender.is_alive():
+        sender.join(POLL_S)
+        if token.cancelled and sender.is_alive():
+            _kill_locked()  # the sender's pipe breaks and it ends
+            raise Cancelled("cancelled by the user")
+    if failed:
+        raise failed[0]
 
 
 def _call_in_thread(fn: Callable[..., Any], args: tuple, token: CancelToken) -> Any:

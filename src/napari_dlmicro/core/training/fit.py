@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled
-from ..runtime.cancel import CancelToken, cancellable_forward
+from ..runtime.cancel import CancelToken, call_abandoning, cancellable_forward
 from ..runtime.events import Job, Metric, Metrics, Notice, Preview, ProgressClock
 from .budget import Budget
 from .keeper import BestKeeper
@@ -135,7 +135,8 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
     clock = ProgressClock(budget.total_steps(0), "training")
     stopped = StopReason.BUDGET
     trainer.budget = budget
-    trainer.begin()
+    # the first optimizer of a process imports torch._dynamo (a second or more): a cancel does not wait for it
+    call_abandoning(trainer.begin, token=token)
     hooks = contextlib.ExitStack()
     net = getattr(trainer, "net", None)
     if hasattr(net, "register_forward_pre_hook"):  # a cancel stops a step inside the network, forward or backward
