@@ -17,6 +17,7 @@ everything else, the same for every kind:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 from ..errors import Cancelled
 from ..runtime.cancel import CancelToken, call_abandoning, cancellable_forward
 from ..runtime.events import Job, Metric, Metrics, Notice, Preview, ProgressClock
+from ..runtime.llvm import avoid_triton_crash
 from .budget import Budget
 from .keeper import BestKeeper
 from .result import StopReason, TrainResult
@@ -115,6 +117,11 @@ class Trainer(ABC):
         return None
 
 
+def _import_optimizer_machinery() -> None:
+    avoid_triton_crash()  # before torch._dynamo looks for triton
+    importlib.import_module("torch._dynamo")
+
+
 def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Path | None = None) -> Job:
     """Train with ``trainer`` within ``budget``; yields events, returns a :class:`TrainResult`."""
     folder = Path(save_to) if save_to is not None else None
@@ -136,7 +143,8 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
     stopped = StopReason.BUDGET
     trainer.budget = budget
     # the first optimizer of a process imports torch._dynamo (a second or more): a cancel does not wait for it
-    call_abandoning(trainer.begin, token=token)
+    call_abandoning(_import_optimizer_machinery, token=token)
+    trainer.begin()  # here: a trainer's begin may hook its network for this thread's cancel checks
     hooks = contextlib.ExitStack()
     net = getattr(trainer, "net", None)
     if hasattr(net, "register_forward_pre_hook"):  # a cancel stops a step inside the network, forward or backward
