@@ -209,7 +209,9 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
         if keeper.state is not None:
             trainer.load_weights(keeper.state)
         best = dict(_row_at(history, keeper.step))
-        saved = folder is not None and (step > 0 or trainer.continued)
+        # a continued model is saved even untrained (a finished zero budget), but not at a cancel before its
+        # first step: nothing changed, and writing a big network (Cellpose-SAM: 1.2 GB) takes seconds
+        saved = folder is not None and (step > 0 or (trainer.continued and stopped is not StopReason.CANCELLED))
         if stopped is not StopReason.CANCELLED and step > 0:
             try:
                 best.update((yield from trainer.finish(token, history)))
