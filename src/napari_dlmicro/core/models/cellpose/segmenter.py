@@ -30,6 +30,7 @@ and overlapping masks of neighbouring planes are joined, at the 2D cost.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,12 @@ def _eval_options(settings: Mapping[str, Any], volume: bool) -> dict[str, Any]:
 
 
 class _BatchReporter:
-    """Torch hooks on the network: a cancel check before each batch, progress after it."""
+    """Torch hooks on the network: a cancel check before each batch, progress after it.
+
+    The hooks act only in the thread that attached them: a cancelled run whose
+    pass still ends in the background must not check its token in the next
+    run's pass on the same network (Cancel, then Run at once).
+    """
 
     def __init__(self, emit: Callable[[Any], None], token: CancelToken, batches: int) -> None:
         self.emit = emit
@@ -137,13 +143,18 @@ class _BatchReporter:
         self.batches = max(1, batches)
         self.done = 0
         self.in_forward = False
+        self.thread = threading.get_ident()
         self.clock = ProgressClock(self.batches + 1, "Cellpose")  # +1: the flow dynamics
 
     def before(self, module: torch.nn.Module, args: Any) -> None:
+        if threading.get_ident() != self.thread:
+            return
         self.token.check()
         self.in_forward = True
 
     def after(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if threading.get_ident() != self.thread:
+            return
         self.in_forward = False
         self.done += 1
         if self.done > self.batches:  # cellpose tiled differently than predicted
