@@ -114,26 +114,11 @@ def _call_in_helper(fn: Callable[..., Any], args: tuple, token: CancelToken) -> 
 
 def _send_or_cancel(server: subprocess.Popen, request: tuple, token: CancelToken) -> None:
     """Send ``request``; a cancel kills the helper meanwhile (a big array waits in the pipe while it starts)."""
-    if token is NEVER:
-        send(server.stdin, request)
-        return
-    failed: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            send(server.stdin, request)
-        except BaseException as exc:  # re-raised in the caller's thread below
-            failed.append(exc)
-
-    sender = threading.Thread(target=target, name="dlmicro-offload-send", daemon=True)
-    sender.start()
-    while sender.is_alive():
-        sender.join(POLL_S)
-        if token.cancelled and sender.is_alive():
-            _kill_locked()  # the sender's pipe breaks and it ends
-            raise Cancelled("cancelled by the user")
-    if failed:
-        raise failed[0]
+    try:
+        call_abandoning(send, server.stdin, request, token=token, poll_s=POLL_S)
+    except Cancelled:
+        _kill_locked()  # the abandoned sender's pipe breaks and it ends
+        raise
 
 
 def _call_in_thread(fn: Callable[..., Any], args: tuple, token: CancelToken) -> Any:
