@@ -268,7 +268,11 @@ class DenoiseWidget(DockPanel):
         self._busy(False)
         self.job = None
         if cancelled and self._folder is not None and (self._folder / "config.json").is_file():
-            self.model = load_restoration(self._folder)
+            try:
+                self.model = load_restoration(self._folder)
+            except UserError as exc:  # the training thread, still ending, hands its model over when done
+                self.status.setText(f"cancelled; the saved model could not be loaded yet ({exc})")
+                return
             self.status.setText(f"cancelled: the best model so far is saved in {self._folder}")
         elif cancelled:
             self.status.setText("cancelled before the first validation: no model saved yet")

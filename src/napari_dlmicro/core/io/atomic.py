@@ -6,15 +6,21 @@ left as it was.
 """
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from napari_dlmicro.core.errors import UserError
+
+# held while a folder is swapped (two renames) and while a reader in this process reads one: a dock loading
+# the checkpoint a training thread is replacing sees the old folder or the new one, never the gap between
+_FOLDER_SWAP = threading.RLock()
 
 
 @contextmanager
@@ -59,14 +65,28 @@ def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         write(tmp)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
-            os.replace(folder, old)
+        old = None
+        with _FOLDER_SWAP:
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}-old-{os.getpid()}")
+                os.replace(folder, old)
             os.replace(tmp, folder)
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def reads_whole_folders(load: Callable) -> Callable:
+    """Decorate a loader so that a folder swapped in by :func:`write_folder_atomically` is read whole.
+
+    In this process the loader never runs between the two renames of a swap,
+    so it reads all files of one version of the folder.
+    """
+    @functools.wraps(load)
+    def locked(*args, **kwargs):
+        with _FOLDER_SWAP:
+            return load(*args, **kwargs)
+    return locked

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.atomic import reads_whole_folders
 from napari_dlmicro.core.models.classifier.base import ObjectClassifier
 from napari_dlmicro.core.models.classifier.config import config_classes
 from napari_dlmicro.core.models.classifier.deep import DeepClassifier
@@ -14,6 +15,7 @@ from napari_dlmicro.core.models.folder import read_config
 from napari_dlmicro.core.models.paths import store_dir
 
 
+@reads_whole_folders
 def load_classifier(ref: str | Path, device: torch.device | None = None) -> ObjectClassifier:
     """The classifier in folder ``ref`` (or stored under that name), fast or deep."""
     folder = Path(ref).expanduser()

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.atomic import reads_whole_folders
 from napari_dlmicro.core.models.engines.choice import TORCH
 from napari_dlmicro.core.models.engines.runner import NetRunner, torch_runner, with_engine
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
@@ -171,6 +172,7 @@ def save_restoration(model: RestorationModel, folder: str | Path) -> Path:
     return save_model_folder(Path(folder), model.config, model.net)
 
 
+@reads_whole_folders
 def load_restoration(folder: str | Path, device: torch.device | None = None) -> RestorationModel:
     """Load a Noise2Void or CARE model folder; other kinds are a clear error."""
     folder = Path(folder).expanduser()

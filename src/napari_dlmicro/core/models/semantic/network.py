@@ -15,6 +15,7 @@ from torch import nn
 
 from napari_dlmicro.core.data.tiling import pad_to_multiple
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.atomic import reads_whole_folders
 from napari_dlmicro.core.models.folder import load_safetensors, read_config
 from napari_dlmicro.core.nets.unet import UNet, UNetConfig
 
@@ -61,6 +62,7 @@ def class_scores(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[st
     return {"accuracy": float(np.mean(pred == truth)), "mean_iou": float(np.mean(ious)) if ious else 0.0}
 
 
+@reads_whole_folders
 def load_semantic(folder: Path, device: torch.device | None = None) -> SemanticModel:
     """Load a semantic model folder."""
     cfg = read_config(folder)

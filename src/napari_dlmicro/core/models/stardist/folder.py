@@ -14,6 +14,7 @@ import torch
 from stardist import rays3d
 
 from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.io.atomic import reads_whole_folders
 from napari_dlmicro.core.models.catalogue import CATALOGUE, fetch_pretrained
 from napari_dlmicro.core.models.folder import load_safetensors, read_config, save_model_folder
 from napari_dlmicro.core.models.stardist.keras_weights import load_keras_weights
@@ -152,6 +153,7 @@ def save_stardist(model: StarDistSegmenter, folder: Path, **meta: Any) -> Path:
     return save_model_folder(folder, cfg, model.net)
 
 
+@reads_whole_folders
 def load_stardist(ref: str | Path, device: torch.device) -> StarDistSegmenter:
     """A StarDist model from a catalogue name (downloaded on first use), an official folder or one of ours."""
     entry = CATALOGUE.get(str(ref))
