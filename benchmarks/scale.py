@@ -62,6 +62,8 @@ from napari_dlmicro.core.runtime.cluster import ClusterChoice
 from napari_dlmicro.core.runtime.events import Notice, Progress, run_to_end
 
 CHUNK = 512
+REFERENCE_TILE = 2048
+LINES = ("scale", "workers", "files", "seams")
 SETTINGS: dict[str, float] = {}  # the model settings of every run (--views)
 
 
@@ -193,7 +195,10 @@ def seam_lines(folder: Path, model_ref: Path, model, size: int, block: int) -> N
     r, _, work = run_blockwise(image, model, folder / "seam.ome.zarr", 1, block)
     labels = zarr.open_array(str(folder / "seam.ome.zarr" / "0"), mode="r")[:]
     start = time.perf_counter()
-    whole = segment(big, model, tile=None, settings=SETTINGS).labels
+    # the reference: one segmentation of the whole image, its network run in overlapping tiles of
+    # REFERENCE_TILE (as StarDist's own n_tiles does) and one NMS over the whole image, so no seams;
+    # a 4096² image in one network pass needs over 10 GB
+    whole = segment(big, model, tile=REFERENCE_TILE, settings=SETTINGS).labels
     whole_s = time.perf_counter() - start
     f1 = score(labels, whole, (0.5,))[0].f1
     touching, differ = border_objects_that_differ(labels, whole, (block, block))
@@ -228,18 +233,26 @@ def main() -> None:
     p.add_argument("--seam-block", type=int, default=None, help="block size of the seam check (default: --block)")
     p.add_argument("--train-steps", type=int, default=600, help="training steps of the benchmark's own model")
     p.add_argument("--views", type=int, default=1, help="StarDist test-time views of every run (default: 1)")
+    p.add_argument("--lines", nargs="+", choices=LINES, default=list(LINES), help="which lines to run (default: all)")
+    p.add_argument("--keep-model", type=Path, default=None, help="save the benchmark's own model here for later runs")
     args = p.parse_args()
     SETTINGS["views"] = args.views
     folder = Path(tempfile.mkdtemp(prefix="dlmicro-scale-"))
     try:
         model_ref = Path(args.model) if args.model else small_model(folder, args.train_steps)
+        if args.keep_model is not None and not args.model:
+            shutil.copytree(model_ref, args.keep_model, dirs_exist_ok=True)
         model = get_segmenter(model_ref, torch.device("cpu"))
         print(f"cores {os.cpu_count()}, memory {psutil.virtual_memory().total / 2**30:.0f} GiB, "
               f"load {os.getloadavg()[0]:.1f}, block {args.block}, views {args.views}", flush=True)
-        scale_lines(folder, model_ref, args.sizes, args.workers[0], args.block)
-        worker_lines(folder, model_ref, args.workers_size, args.workers, args.block)
-        file_lines(folder, model_ref, model, args.files, [1, args.workers[-1]])
-        seam_lines(folder, model_ref, model, args.seam_size, args.seam_block or args.block)
+        if "scale" in args.lines:
+            scale_lines(folder, model_ref, args.sizes, args.workers[0], args.block)
+        if "workers" in args.lines:
+            worker_lines(folder, model_ref, args.workers_size, args.workers, args.block)
+        if "files" in args.lines:
+            file_lines(folder, model_ref, model, args.files, [1, args.workers[-1]])
+        if "seams" in args.lines:
+            seam_lines(folder, model_ref, model, args.seam_size, args.seam_block or args.block)
         print(f"load at the end {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

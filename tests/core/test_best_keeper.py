@@ -47,3 +47,21 @@ def test_a_continued_model_is_never_replaced_by_weights_scoring_below_its_start(
     assert not keeper.offer((0.79, -1.0), _state(3), 30)  # near the best, still below the start
     assert keeper.offer((0.85, -1.0), _state(4), 40)  # near the best and above the start: newer wins
     assert keeper.step == 40
+
+
+def test_reserved_buffers_are_filled_by_a_copy_and_stay_independent():
+    import torch
+
+    from napari_dlmicro.core.training.keeper import BestKeeper
+
+    live = {"w": torch.zeros(3)}
+    keeper = BestKeeper()
+    keeper.reserve(live)
+    buffers = keeper._buffers
+    live["w"] += 1
+    keeper.offer((1.0,), live, 1)
+    assert keeper.state is buffers and torch.equal(keeper.state["w"], torch.ones(3))
+    live["w"] += 1  # training goes on: the kept weights do not move
+    assert torch.equal(keeper.state["w"], torch.ones(3))
+    keeper.offer((2.0,), live, 2)
+    assert keeper.state is buffers and torch.equal(keeper.state["w"], torch.full((3,), 2.0))

@@ -114,3 +114,57 @@ def test_a_budget_must_be_positive(bad):
 
     with pytest.raises(UserError):
         Budget(**bad)
+
+
+def test_a_cancel_does_not_write_a_big_network_and_keeps_its_checkpoint(tmp_path, monkeypatch):
+    from napari_dlmicro.core.training import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "QUICK_SAVE_BYTES", 0)  # every network is "big": writing it takes seconds
+    token = CancelToken()
+    toy = Toy(cancel_at=7, token=token)
+    result = run_to_end(fit(toy, Budget(epochs=10, steps_per_epoch=5), token, tmp_path / "m"))
+    assert result.stopped is StopReason.CANCELLED and result.steps == 7
+    assert [s[1] for s in toy.saved] == ["checkpoint"]  # the step-5 checkpoint; nothing written at the cancel
+    assert result.folder == tmp_path / "m" and result.model == 5.0
+
+
+def test_a_cancel_before_a_big_networks_first_checkpoint_writes_nothing(tmp_path, monkeypatch):
+    from napari_dlmicro.core.training import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "QUICK_SAVE_BYTES", 0)
+    token = CancelToken()
+    toy = Toy(cancel_at=3, token=token)
+    events = []
+    result = run_to_end(fit(toy, Budget(epochs=10, steps_per_epoch=5), token, tmp_path / "m"), events.append)
+    assert result.stopped is StopReason.CANCELLED and result.folder is None and not toy.saved
+    assert any("no model was saved" in getattr(e, "message", "") for e in events)
+
+
+def test_a_cancel_does_not_wait_for_a_big_networks_checkpoint_write(tmp_path, monkeypatch):
+    import threading
+
+    from napari_dlmicro.core.training import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "QUICK_SAVE_BYTES", 0)
+    token = CancelToken()
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowToWrite(Toy):
+        def save(self, folder, history, best, info):
+            writing.set()
+            release.wait(30)  # a write of seconds (Cellpose-SAM: 1.2 GB)
+            super().save(folder, history, best, info)
+
+    toy = SlowToWrite()
+    threading.Thread(target=lambda: (writing.wait(30), token.cancel()), daemon=True).start()
+    events = []
+    result = run_to_end(fit(toy, Budget(epochs=10, steps_per_epoch=5), token, tmp_path / "m"), events.append)
+    assert not release.is_set() and not toy.saved  # ended while the first checkpoint was still being written
+    assert result.stopped is StopReason.CANCELLED and result.steps == 5 and result.folder == tmp_path / "m"
+    assert any("still being written" in getattr(e, "message", "") for e in events)
+    release.set()
+    for _ in range(100):
+        if toy.saved:
+            break
+        threading.Event().wait(0.05)
+    assert [s[1] for s in toy.saved] == ["checkpoint"]  # the write ended behind the cancel, whole

@@ -9,8 +9,9 @@ everything else, the same for every kind:
   checkpoint keeper, which writes the best weights so far as they come;
 - the two ways to end early, through the :class:`CancelToken`: *stop*
   finishes the step, validates, keeps the best, tunes and saves; *cancel*
-  ends at once with the best checkpoint already on disk (and the current
-  weights when nothing was validated yet);
+  ends at once with the best weights kept (the current ones when nothing was
+  validated yet), written only where that is quick: a big network (over
+  :data:`QUICK_SAVE_BYTES`) keeps the checkpoint already on disk;
 - the events: :class:`Progress` with an ETA, :class:`Metrics` (the step loss
   and learning rate a few times a second, a row per validation), previews.
 """
@@ -33,6 +34,7 @@ from .result import StopReason, TrainResult
 from .schedule import warmup_cosine
 
 EVENT_EVERY_S = 0.25  # progress and step-loss events at most this often
+QUICK_SAVE_BYTES = 64 * 2**20  # weights a cancel still writes (a few hundred ms at most)
 
 
 class OutOfTime(Exception):
@@ -129,14 +131,18 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
     state = {"step": 0, "losses": []}
 
     def save_checkpoint() -> None:
-        if folder is not None and keeper.state is not None:
-            current = trainer.weights()
-            trainer.load_weights(keeper.state)
-            try:
-                trainer.save(folder, history, _row_at(history, keeper.step),
-                             _info(state["step"], budget, "checkpoint"))
-            finally:
-                trainer.load_weights(current)
+        # the keeper writes as it keeps: the kept weights are the network's own at this moment
+        if folder is None or keeper.state is None:
+            return
+        args = (folder, list(history), dict(_row_at(history, keeper.step)), _info(state["step"], budget, "checkpoint"))
+        if _quick_to_save(keeper.state):
+            trainer.save(*args)
+            return
+        try:  # a big network's write takes seconds: a cancel does not wait for it (it ends atomically, behind)
+            call_abandoning(trainer.save, *args, token=token)
+        except Cancelled:
+            state["writing"] = keeper.step
+            raise
 
     keeper = BestKeeper(save_checkpoint, trainer.checkpoint_every_s, trainer.tolerance)
     clock = ProgressClock(budget.total_steps(0), "training")
@@ -151,6 +157,8 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
         hooks.enter_context(cancellable_forward(net, token, backward=trainer.cancel_in_backward))
     try:
         try:
+            if not _quick_to_save(trainer.weights()):  # the keeper's copy of a big network, made before it is needed
+                call_abandoning(keeper.reserve, trainer.weights(), token=token)
             if trainer.validate_first:
                 row = yield from _validation(trainer, token, budget, state)
                 history.append(row)
@@ -203,15 +211,21 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
                 keeper.keep(trainer.weights(), state["step"])
         except Cancelled:
             stopped = StopReason.CANCELLED
-            if keeper.state is None and state["step"] > 0:
-                keeper.keep(trainer.weights(), state["step"])  # nothing validated yet: the weights reached
         step = state["step"]
+        cancelled = stopped is StopReason.CANCELLED
+        # a cancel writes only what is quick to write: Cellpose-SAM's 1.2 GB take seconds, so a cancelled
+        # run of a big network keeps the checkpoint already on disk (Stop validates and saves the last weights)
+        writes = not cancelled or _quick_to_save(trainer.weights())
+        if cancelled and writes and keeper.state is None and step > 0:
+            keeper.keep(trainer.weights(), step)  # nothing validated yet: the weights reached
         if keeper.state is not None:
             trainer.load_weights(keeper.state)
         best = dict(_row_at(history, keeper.step))
         # a continued model is saved even untrained (a finished zero budget), but not at a cancel before its
-        # first step: nothing changed, and writing a big network (Cellpose-SAM: 1.2 GB) takes seconds
-        saved = folder is not None and (step > 0 or (trainer.continued and stopped is not StopReason.CANCELLED))
+        # first step: nothing changed
+        saved = folder is not None and writes and (step > 0 or (trainer.continued and not cancelled))
+        kept_step = state.get("writing", keeper.saved_step)
+        on_disk = saved or (folder is not None and kept_step is not None)
         if stopped is not StopReason.CANCELLED and step > 0:
             try:
                 best.update((yield from trainer.finish(token, history)))
@@ -223,13 +237,19 @@ def fit(trainer: Trainer, budget: Budget, token: CancelToken, save_to: str | Pat
                 raise
         if saved:
             trainer.save(folder, history, best, _info(step, budget, stopped.value))
+        elif on_disk:
+            writing = " (still being written)" if "writing" in state else ""
+            yield Notice(f"training cancelled at step {step}: the checkpoint of step {kept_step} in {folder} is "
+                         f"kept{writing}; this model takes seconds to write, so Stop is what saves the last weights")
         elif folder is not None:
-            yield Notice("stopped before the first training step: no model was saved")
-        if stopped is not StopReason.BUDGET:
+            yield Notice("stopped before the first training step: no model was saved" if step == 0 else
+                         f"training cancelled at step {step}, before its first checkpoint: no model was saved "
+                         "(this model takes seconds to write; Stop validates and saves it)")
+        if stopped is not StopReason.BUDGET and (saved or folder is None):
             yield Notice(f"training {stopped.value} at step {step}: kept the weights of step {keeper.step}")
         clock.total = max(step, 1)
         yield clock.tick(clock.total, "done")
-        return TrainResult(trainer.kind, trainer.model(), folder if saved else None, history, best, stopped, step,
+        return TrainResult(trainer.kind, trainer.model(), folder if on_disk else None, history, best, stopped, step,
                            budget.elapsed())
     finally:
         hooks.close()
@@ -249,6 +269,11 @@ def _validation(trainer: Trainer, token: CancelToken, budget: Budget, state: dic
         budget.reserve(trainer.finish_cost * (time.perf_counter() - t0) + 2.0)
     return row
     yield  # a generator, so a validation can later report progress
+
+
+def _quick_to_save(weights: dict) -> bool:
+    """Whether writing these weights takes well under a second (at most :data:`QUICK_SAVE_BYTES`)."""
+    return sum(v.numel() * v.element_size() for v in weights.values() if hasattr(v, "numel")) <= QUICK_SAVE_BYTES
 
 
 def _row_at(history: list[dict[str, float]], step: int) -> dict[str, float]:

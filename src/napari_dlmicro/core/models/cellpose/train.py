@@ -37,6 +37,7 @@ from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_f
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Metric, Notice
 from napari_dlmicro.core.training.budget import Budget
+from napari_dlmicro.core.training.chunked_optimizer import ChunkedOptimizer
 from napari_dlmicro.core.training.fit import Trainer, fit
 
 WEIGHTS = "cellpose_weights.pt"
@@ -98,7 +99,9 @@ class CellposeTrainer(Trainer):
 
     def begin(self) -> None:
         self.net.dtype = torch.float32  # cellpose trains in fp32 whatever it predicts in
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.s.lr, weight_decay=self.s.weight_decay)
+        # in parts, so that a cancel waits for one part of an update, not all 1.2 GB of it
+        self.optimizer = ChunkedOptimizer(self.net.parameters(), lambda part: torch.optim.AdamW(
+            part, lr=self.s.lr, weight_decay=self.s.weight_decay), self.token)
         self._hooks = cancellable_forward(self.net, self.token, self.check_time)
         self._hooks.__enter__()
 
