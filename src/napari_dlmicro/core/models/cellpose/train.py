@@ -33,7 +33,7 @@ from napari_dlmicro.core.models.cellpose.segmenter import CellposeSegmenter, loa
 from napari_dlmicro.core.models.cellpose.settings import CellposeTraining
 from napari_dlmicro.core.models.cellpose.tiling import TILE
 from napari_dlmicro.core.models.cellpose.weights import cellpose_module
-from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, cancellable_forward
+from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning, cancellable_forward
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Metric, Notice
 from napari_dlmicro.core.training.budget import Budget
@@ -186,8 +186,10 @@ def train_cellpose(train: Sequence, val: Sequence, settings: CellposeTraining = 
         raise UserError("no output folder for the fine-tuned Cellpose model", "give -o MODELDIR")
     device = device if isinstance(device, torch.device) else resolve_device(device)
     source = str(init or "cpsam")
-    base = load_cellpose(source.split(":", 1)[1] if source.startswith("cellpose:") else source, device)
-    trainer = CellposeTrainer(base, train, val, settings, name, source, token)
+    # loading the ViT-L and computing the flows take seconds: a cancel does not wait for either
+    base = call_abandoning(load_cellpose, source.split(":", 1)[1] if source.startswith("cellpose:") else source,
+                           device, token=token)
+    trainer = call_abandoning(CellposeTrainer, base, train, val, settings, name, source, token, token=token)
     budget = Budget(minutes=settings.minutes, epochs=settings.epochs, steps_per_epoch=trainer.steps_per_epoch)
     if device.type == "cpu":
         yield Notice(cpu_cost_message(trainer.steps_per_epoch, settings.epochs or 1), Level.WARNING)
