@@ -5,9 +5,10 @@ spatial axes (``YX``, or ``ZYX`` for a 3D model) are cut into blocks whose
 cores are multiples of the output's chunks, so no two blocks ever write the
 same chunk; the other axes (T, and Z for a 2D model) are looped over one index
 at a time. Each block reads its core plus ``halo`` pixels on every side
-(clipped at the image's edge), its start rounded down to a multiple of
-``align``: a U-Net pools on a grid that starts where its input starts, so a
-block read on the whole image's grid gives the whole image's outputs.
+(shifted inward at the image's edge, so edge blocks read as much as inner
+ones), its start rounded down to a multiple of ``align``: a U-Net pools
+on a grid that starts where its input starts, so a block read on the whole
+image's grid gives the whole image's outputs.
 """
 from __future__ import annotations
 
@@ -95,9 +96,24 @@ class BlockPlan:
 
 def read_region(core: tuple[slice, ...], halo: tuple[int, ...], shape: tuple[int, ...],
                 align: tuple[int, ...]) -> tuple[slice, ...]:
-    """``core`` grown by ``halo`` on each side, clipped to ``shape``, its start rounded down to ``align``."""
-    return tuple(slice(max(0, c.start - h) // a * a, min(n, c.stop + h))
-                 for c, h, n, a in zip(core, halo, shape, align))
+    """``core`` grown by ``halo`` on each side, within ``shape``, its start rounded down to ``align``.
+
+    Where the image's edge cuts the halo on one side, the region reaches that
+    much further in on the other (as far as the image goes): a block at the
+    edge reads as many pixels as an inner one. The model then sees blocks of
+    one shape (one engine choice, one set of buffers, the same peak memory
+    for a corner block as for an inner one), and more context never changes
+    which objects a block owns.
+    """
+    out = []
+    for c, h, n, a in zip(core, halo, shape, align):
+        lo, hi = c.start - h, c.stop + h
+        if lo < 0:
+            lo, hi = 0, hi - lo
+        if hi > n:
+            lo, hi = lo - (hi - n), n
+        out.append(slice(max(0, lo) // a * a, hi))
+    return tuple(out)
 
 
 def output_axes(axes: str, model_ndim: int) -> tuple[str, int]:

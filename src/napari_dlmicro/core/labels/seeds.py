@@ -20,7 +20,11 @@ def deepest_points(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if not len(ids):
         return ids.astype(np.int64), np.zeros((0, labels.ndim), np.int64), np.zeros(0, np.float32)
     inside = (labels > 0) & ~find_boundaries(labels, mode="inner")
-    depth = ndimage.distance_transform_edt(inside) + (labels > 0)  # one-pixel objects still have a deepest pixel
-    seeds = np.asarray(ndimage.maximum_position(depth, labels, ids), np.int64).reshape(len(ids), labels.ndim)
+    # squared depth, exact in integers; ties go to the first pixel in raster order (one key per pixel, no
+    # two equal), which ndimage's maximum_position alone does not promise: two blocks that hold the same
+    # symmetric object must pick the same seed, or neither owns it
+    depth = np.rint(ndimage.distance_transform_edt(inside) ** 2).astype(np.int64)
+    key = depth * labels.size - np.arange(labels.size, dtype=np.int64).reshape(labels.shape)
+    seeds = np.asarray(ndimage.maximum_position(key, labels, ids), np.int64).reshape(len(ids), labels.ndim)
     sizes = np.asarray(ndimage.sum_labels(np.ones(labels.shape, np.float32), labels, ids), np.float32)
     return ids.astype(np.int64), seeds, sizes
