@@ -16,6 +16,7 @@ Figures are printed, never asserted. The goal: at most 1 s in every case.
 from __future__ import annotations
 
 import argparse
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -26,13 +27,16 @@ import tifffile
 import torch
 from stardist.data import test_image_nuclei_2d
 
+from napari_dlmicro.core.data.training_sets import Pair
 from napari_dlmicro.core.errors import Cancelled
 from napari_dlmicro.core.io.lazy import lazy_from_array
 from napari_dlmicro.core.jobs.blockwise_segment import BlockwiseSegmentJob, blockwise_segment_job
 from napari_dlmicro.core.jobs.denoise import denoise_files_job, denoise_job
 from napari_dlmicro.core.jobs.evaluate import evaluate_job
 from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
+from napari_dlmicro.core.jobs.segment_region import segment_region_job
 from napari_dlmicro.core.jobs.train import train_job
+from napari_dlmicro.core.models.classifier.data import LabelledImage, classifier_data
 from napari_dlmicro.core.models.restoration.network import build_model
 from napari_dlmicro.core.models.restoration.train import RestorationData
 from napari_dlmicro.core.models.semantic.network import SemanticModel, SemanticNet
@@ -63,7 +67,14 @@ def stardist_model(filters: int = 32) -> StarDistSegmenter:
 
 
 def time_cancel(make: Callable[[CancelToken], object], after_s: float, gui_offload: bool) -> tuple[float, str]:
-    """Seconds from cancel to the job's end, and how it ended."""
+    """Seconds from cancel to the job's end, and how it ended.
+
+    Each moment starts from a collected heap, as a run of its own would: a
+    cancelled run's frames stay in reference cycles until Python's collector
+    runs, which a quiet benchmark process rarely makes it do (three Cellpose-SAM
+    runs are 20 GB).
+    """
+    gc.collect()
     token = CancelToken()
     ended = {}
 
@@ -126,6 +137,21 @@ def cases(tmp: Path, with_cellpose: bool) -> list[tuple[str, Callable[[CancelTok
     out.append(("train N2V: 512^2 patches, batch 16", lambda t: train_job(
         "n2v", RestorationData([big[:2048, :2048].astype(np.float32)], None, "YX"),
         {"patch": 512, "batch_size": 16, "minutes": 5}, token=t), (1.0, 6.0)))
+    semantic_pairs = [Pair("a", mid, (mid_gt > 0).astype(np.uint8))]
+    out.append(("train semantic U-Net: 512^2 patches, batch 8", lambda t: train_job(
+        "semantic", semantic_pairs, {"patch": 512, "batch": 8, "filters": 32, "minutes": 5}, token=t), (1.0, 6.0)))
+    clean = mid.astype(np.float32)
+    noisy = np.random.default_rng(0).poisson(clean).astype(np.float32)
+    out.append(("train CARE: 512^2 patches, batch 16", lambda t: train_job(
+        "care", RestorationData([noisy], [clean], "YX"), {"patch": 512, "batch_size": 16, "minutes": 5}, token=t),
+        (1.0, 6.0)))
+    objects = classifier_data([LabelledImage("a", mid, mid_gt, {int(i): ("big" if i % 2 else "small")
+                                                                for i in np.unique(mid_gt)[1:]})])
+    out.append(("train deep classifier: ResNet-18 on ~700 object crops", lambda t: train_job(
+        "classifier", objects, {"classifier": "deep", "minutes": 5, "pretrained": False}, token=t), (1.0, 6.0)))
+    out.append(("preview view: StarDist 8 views, 2048^2 in view of a lazy 4096^2", lambda t: segment_region_job(
+        lazy_from_array(big, "YX", name="big"), {"Y": slice(1024, 3072), "X": slice(1024, 3072)}, sd,
+        settings={"views": 8}, token=t), (1.0, 6.0)))
     out.append(("evaluate: 4096^2 labels, ~3,000 objects each", lambda t: evaluate_job(
         big_gt, np.roll(big_gt, 2, axis=1), (0.5, 0.7, 0.9), t), (0.5, 3.0)))
     if with_cellpose:
@@ -137,7 +163,6 @@ def cellpose_cases(tmp: Path, image: np.ndarray):
     """Cellpose-SAM with random ViT-L weights (the pretrained ones need a download)."""
     from cellpose.vit import CPSAM  # optional cases: cellpose loads torchvision and a ViT-L
 
-    from napari_dlmicro.core.data.training_sets import Pair
     from napari_dlmicro.core.models.cellpose.segmenter import load_cellpose
 
     torch.manual_seed(0)

@@ -168,6 +168,8 @@ def worker_lines(folder: Path, model_ref: Path, size: int, counts: list[int], bl
     image = open_image(canvas_store(folder, size))
     base = None
     for n in counts:
+        # workers of fewer threads make their own engine choice (it is kept per thread count): untimed first
+        run_blockwise(image, str(model_ref), folder / "labels.ome.zarr", n, block)
         _, startup, work = run_blockwise(image, str(model_ref), folder / "labels.ome.zarr", n, block)
         base = base or work
         print(f"workers {n} on {size}²: {work:.1f} s work ({startup:.1f} s start), throughput "
@@ -234,7 +236,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="a StarDist model folder (default: train a small one)")
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--workers-size", type=int, default=2048, help="image size of the workers line (several blocks)")
+    p.add_argument("--workers-size", type=int, default=4096, help="image size of the workers line (several blocks)")
     p.add_argument("--block", type=int, default=1024)
     p.add_argument("--files", type=int, default=1000)
     p.add_argument("--seam-size", type=int, default=4096)

@@ -99,9 +99,14 @@ def call_abandoning(fn: Callable[..., Any], *args: Any, token: CancelToken, poll
     threading.Thread(target=target, name="dlmicro-call", daemon=True).start()
     while not finished.wait(poll_s):
         token.check()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    try:
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+    finally:
+        # the error's traceback holds the helper's frame, whose closure holds ``outcome``: without this the
+        # cycle keeps every frame of ``fn`` (a whole network for a load) until the garbage collector runs
+        outcome.clear()
 
 
 def run_blocking(
