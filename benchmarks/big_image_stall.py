@@ -248,7 +248,13 @@ def train_model(folder: Path, steps: int) -> Path:
 
 
 def worker_processes() -> int:
-    return sum(1 for p in psutil.Process().children(recursive=True) if p.is_running())
+    """Child processes that do work: multiprocessing's resource tracker stays for the process's life."""
+    def works(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and "resource_tracker" not in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+    return sum(1 for p in psutil.Process().children(recursive=True) if works(p))
 
 
 def load() -> str:
@@ -394,7 +400,7 @@ def run_and_cancel(app, viewer, dock, args, reads: Reads, probe: StallProbe, wor
     gone_s = time.perf_counter() - t_cancel
     probe.reset()
     after = pans(app, viewer, layer, probe, n_pans, args.run_size)
-    labels = viewer.layers.get(f"{layer.name} [labels]", None)
+    labels = next((lay for lay in viewer.layers if lay.name == f"{layer.name} [labels]"), None)
     shown = int(np.count_nonzero(np.asarray(labels.data[0][:args.run_size // 2, :args.run_size // 2]))) if \
         labels is not None else 0
     peer = before + after
@@ -422,7 +428,8 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--keep", action="store_true", help="keep the stores for the next run")
     p.add_argument("--rounds", type=int, default=2, help="timed runs of ours and of the peer each")
-    p.add_argument("--train-steps", type=int, default=300)
+    p.add_argument("--train-steps", type=int, default=1000,
+                   help="the preview's StarDist (300 steps can leave it finding objects only at tile borders)")
     p.add_argument("--run-size", type=int, default=8192)
     p.add_argument("--block", type=int, default=1024)
     p.add_argument("--cancel-after", type=int, default=6, help="blocks finished before Cancel")
