@@ -115,6 +115,12 @@ def cases(tmp: Path, with_cellpose: bool) -> list[tuple[str, Callable[[CancelTok
         ("segment + measure: 4096^2, 4 tiles, measurements", lambda t: segment_job(
             SegmentJob(big, sd, settings={"views": 1}, tile=2048), t), (1.0, 20.0)),
     ]
+    torch.manual_seed(0)
+    net3, rays3 = build_network(StarDistTraining(filters=32, n_rays=96), 3, 1)
+    sd3 = StarDistSegmenter(net3, name="random3d", rays=rays3)
+    vol = np.stack([mid[:512, :512]] * 48).astype(np.float32)
+    out.append(("segment: StarDist 3D, one 48x512x512 volume, 4 views", lambda t: segment_job(
+        SegmentJob(vol, sd3, axes="ZYX", settings={"views": 4}, tile=None, measure=False), t), (1.0, 8.0)))
     out.append(("blockwise segment: StarDist 8 views, 4096^2 in 2048^2 blocks, a local dask worker process",
                 lambda t: blockwise_segment_job(BlockwiseSegmentJob(
                     image=lazy_from_array(big, "YX", name="big"), model=sd, output=tmp / f"bw{time.time_ns()}.ome.zarr",
