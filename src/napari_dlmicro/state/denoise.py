@@ -117,6 +117,24 @@ def output_placement(model: RestorationModel, shape: Sequence[int], scale: Seque
                      output_scale(model, scale, axes), output_translate(model, scale, translate, axes))
 
 
+PREVIEW_SIZE = {"Z": 32, "Y": 192, "X": 192}  # the field in view that training previews
+
+
+def field_around(shape: Sequence[int], axes: str, centre: Sequence[float],
+                 sizes: dict[str, int] = PREVIEW_SIZE) -> tuple[list[int], tuple[slice, ...]]:
+    """The spatial axes of ``shape``, and a region of at most ``sizes`` pixels each, centred on ``centre``
+    (data coordinates; the middle where it has no value) and kept inside the image."""
+    spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+    region = []
+    for i in spatial:
+        n = shape[i]
+        size = min(n, sizes[axes[i]])
+        c = int(np.clip(round(float(centre[i])), 0, n - 1)) if i < len(centre) else n // 2
+        start = int(np.clip(c - size // 2, 0, n - size))
+        region.append(slice(start, start + size))
+    return spatial, tuple(region)
+
+
 def preview_placement(scale: Sequence[float], translate: Sequence[float], asked: Sequence[slice],
                       shown: Sequence[slice]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``scale`` and ``translate`` of a training preview over its layer (spatial axes only).

@@ -24,6 +24,7 @@ from napari_dlmicro.state.code_trust import CodeTrust
 from napari_dlmicro.state.denoise import (
     RESTORING_KINDS,
     Placement,
+    field_around,
     output_placement,
     placeholder,
     preview_placement,
@@ -40,7 +41,6 @@ from napari_dlmicro.widgets._status_line import StatusLine
 from napari_dlmicro.workers import JobHandle, start_job
 
 NONE = "—"
-PREVIEW_SIZE = {"Z": 32, "Y": 192, "X": 192}  # the field in view that training previews
 
 
 class DenoiseWidget(DockPanel):
@@ -154,20 +154,13 @@ class DenoiseWidget(DockPanel):
         """(sample index, region) of the field in view: a crop around the camera centre."""
         data = layer.data
         axes = axes or default_axes(data.ndim, data.shape)
-        spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
         cam = camera(self.viewer)
         centre = layer.world_to_data(cam.center if len(cam.center) == data.ndim else self.viewer.dims.point)
-        region = []
-        for i in spatial:
-            n = data.shape[i]
-            size = min(n, PREVIEW_SIZE[axes[i]])
-            c = int(np.clip(round(float(centre[i])), 0, n - 1)) if i < len(centre) else n // 2
-            start = int(np.clip(c - size // 2, 0, n - size))
-            region.append(slice(start, start + size))
+        spatial, region = field_around(data.shape, axes, centre)
         t = int(self.viewer.dims.current_step[axes.index("T")]) if "T" in axes else 0
         channels = self.form.state.values.raw().get("channels", "independent")
         n_c = data.shape[axes.index("C")] if "C" in axes and channels == "independent" else 1
-        return (t * n_c, tuple(region)), spatial
+        return (t * n_c, region), spatial
 
     def train(self) -> None:
         """Start training on the chosen layer(s), or on CARE pairs from two folders."""

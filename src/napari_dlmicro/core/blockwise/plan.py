@@ -102,8 +102,9 @@ def read_region(core: tuple[slice, ...], halo: tuple[int, ...], shape: tuple[int
     much further in on the other (as far as the image goes): a block at the
     edge reads as many pixels as an inner one. The model then sees blocks of
     one shape (one engine choice, one set of buffers, the same peak memory
-    for a corner block as for an inner one), and more context never changes
-    which objects a block owns.
+    for a corner block as for an inner one). Which objects a block owns is
+    still decided by the seeds in its core; the extra context only brings its
+    outputs nearer the whole image's.
     """
     out = []
     for c, h, n, a in zip(core, halo, shape, align):
