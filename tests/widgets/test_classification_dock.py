@@ -148,6 +148,20 @@ def test_clicks_follow_the_objects_when_the_labels_change(dock, qtbot):
     assert widget.measured.matches(layer.data)
 
 
+def test_an_empty_labels_layer_waits_for_objects_without_an_error(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    errors = []
+    monkeypatch.setattr("napari_dlmicro.workers.show_error", errors.append)
+    image, labels = two_kinds()
+    viewer.add_labels(np.zeros_like(labels), name="being segmented", scale=SCALE)
+    widget.form.labels_combo.setCurrentText("being segmented")
+    wait_idle(qtbot, widget)
+    assert errors == [] and widget.state.status.text.startswith("no objects in being segmented yet")
+    viewer.layers["being segmented"].data = labels  # the segmentation's result arrives
+    qtbot.waitUntil(lambda: widget.measured is not None and widget.measured.matches(labels), timeout=60_000)
+    assert errors == []
+
+
 def test_bad_input_is_one_line_in_the_dock(dock, qtbot):
     viewer, widget = dock
     widget.why(1)

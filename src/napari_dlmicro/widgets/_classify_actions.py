@@ -143,6 +143,11 @@ class ClassifyActions:
         except UserError as exc:
             self._error(exc)
             return
+        if not explicit and not np.any(labels):
+            # a layer just made (a segmentation about to fill it) or cleared: nothing is wrong yet, and its
+            # next edit measures it
+            self.state.status.text = f"no objects in {self.state.labels} yet: segment the image or paint objects"
+            return
         fit = self.state.kind == "fast" and (explicit or self.state.live)
         measured, classes, version = self.measured, self.state.classes, self._version
         # a copy: the shown features are rewritten in place while the job reads these
