@@ -62,6 +62,12 @@ def test_preview_reads_only_the_region_in_view(zarr_dock, qtbot):
     assert preview.data.dtype == np.uint16  # drawn without napari hashing each id on its thread
     assert tuple(preview.translate) == (32.0, 0.0)  # placed over the image: 64 px at 0.5 µm
     assert "in view" in widget.count_label.text()
+    # a second preview elsewhere moves the same layer (no new controls, no new canvas node)
+    widget.handle = widget.track(widget.big.preview(layer, {"Y": slice(0, 64), "X": slice(128, 256)}))
+    _wait_idle(qtbot, widget)
+    assert viewer.layers["nuclei [preview labels]"] is preview
+    assert preview.data.shape == (64, 128) and tuple(preview.translate) == (0.0, 64.0)
+    assert [lay.name for lay in viewer.layers].count("nuclei [preview labels]") == 1
 
 
 def test_an_existing_output_is_refused_unless_resumed(zarr_dock, qtbot, tmp_path):

@@ -4,7 +4,8 @@ A dock's content sits in a vertical scroll area whose minimum size is small,
 so several docks stacked on a laptop screen share its height and none widens
 the window; fields wrap or elide rather than push the width. Jobs a dock
 starts are cancelled when the dock (or the viewer) closes, and a dock hears
-when the model store changes, on the GUI thread.
+when the model store changes, on the GUI thread. Opening a dock freezes the
+heap alive then out of Python's full collections (``_collector``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QSizePo
 
 from napari_dlmicro.core.models.engines.choice import keep_out_of_napari
 from napari_dlmicro.core.models.store import STORE_EVENTS
+from napari_dlmicro.widgets._collector import dock_destroyed, freeze_heap_for
 from napari_dlmicro.workers import JobHandle
 
 MAX_MIN_WIDTH = 420  # no dock may need more than this (a 1366 px laptop keeps its canvas)
@@ -44,6 +46,8 @@ class DockPanel(QScrollArea):
         if app is not None:
             app.aboutToQuit.connect(self.cancel_jobs)
         self.destroyed.connect(_cancel_all(self._handles))
+        self.destroyed.connect(_release_heap)
+        freeze_heap_for(napari_viewer)  # full collections then skip what napari and the dock hold
 
     def track(self, handle: JobHandle) -> JobHandle:
         """Remember a job this dock started, to cancel it when the dock closes."""
@@ -84,6 +88,10 @@ def _cancel_all(handles: list[JobHandle]) -> Callable[..., None]:
             handle.cancel()
 
     return cancel
+
+
+def _release_heap(*_) -> None:
+    dock_destroyed()
 
 
 def narrow_combo(combo: QComboBox) -> QComboBox:

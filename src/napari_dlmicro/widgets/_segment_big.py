@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -146,9 +147,17 @@ class BigImageRuns:
         n = len(shape)
         scale = tuple(layer.scale)[-n:]
         translate = tuple(t + p.start * s for t, p, s in zip(tuple(layer.translate)[-n:], result.placement, scale))
-        if name in self.dock.viewer.layers:
-            self.dock.viewer.layers.remove(name)
-        self.dock.viewer.add_labels(data, name=name, scale=scale, translate=translate)
+        layers = self.dock.viewer.layers
+        shown = next((lay for lay in layers if lay.name == name), None)
+        if isinstance(shown, Labels) and shown.ndim == n:
+            # The same layer takes the new region: removing and adding one rebuilds its controls and its
+            # canvas node on the GUI thread (hundreds of ms), setting its data does not.
+            shown.scale, shown.translate = scale, translate
+            shown.data = data
+        else:
+            if shown is not None:
+                layers.remove(name)
+            self.dock.viewer.add_labels(data, name=name, scale=scale, translate=translate)
         self.state.count = f"{result.n_objects} objects in view ({self.state.model})"
 
     # -- blockwise run -----------------------------------------------------

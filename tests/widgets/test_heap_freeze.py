@@ -1,0 +1,44 @@
+"""Opening a dock freezes the heap out of full collections, and nothing the user removes is kept by it."""
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+
+from napari_dlmicro.widgets.evaluate import EvaluateWidget
+
+
+def _settle(qtbot) -> None:
+    qtbot.wait(20)  # the freeze runs from the event loop, after the dock is built
+
+
+def test_a_dock_freezes_the_heap_and_full_collections_walk_little(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.window.add_dock_widget(EvaluateWidget(viewer))
+    _settle(qtbot)
+    assert gc.get_freeze_count() > 100_000  # napari, Qt and torch: out of the collector's walk
+    assert len(gc.get_objects()) < gc.get_freeze_count() // 10
+
+
+def test_a_layer_alive_at_the_freeze_is_freed_when_removed(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((64, 64), np.float32))
+    viewer.window.add_dock_widget(EvaluateWidget(viewer))
+    _settle(qtbot)
+    gone = weakref.ref(layer)
+    del layer
+    viewer.layers.clear()
+    _settle(qtbot)  # removing it thaws, collects and freezes again
+    assert gone() is None
+    assert gc.get_freeze_count() > 0
+
+
+def test_destroying_a_dock_lifts_the_freeze(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    dock = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(dock)
+    _settle(qtbot)
+    assert gc.get_freeze_count() > 0
+    dock.deleteLater()
+    qtbot.waitUntil(lambda: gc.get_freeze_count() == 0, timeout=2000)
