@@ -109,3 +109,22 @@ def test_the_run_labels_layer_is_refreshed_only_for_numbered_blocks_in_view(zarr
     runs.output.corner_pixels = np.array([[140, 140], [250, 250]])  # as napari sets it for a view zoomed elsewhere
     finished(np.uint32)
     assert refreshed == [1] and not runs._refresh_timer.isActive()
+
+
+def test_a_labels_layer_from_a_store_is_reused_for_the_next_store(make_napari_viewer, tmp_path):
+    from napari_dlmicro.widgets._lazy_layers import store_labels_layer
+
+    viewer = make_napari_viewer()
+    like = viewer.add_image(np.zeros((128, 128), np.float32), scale=(0.5, 0.5))
+    groups = []
+    for k in (1, 2):
+        group = tmp_path / f"run{k}.zarr"
+        for level, size in enumerate((128, 64)):
+            zarr.create_array(str(group / str(level)), shape=(size, size), dtype=np.uint32, chunks=(64, 64),
+                              zarr_format=2)[:] = k
+        groups.append(group)
+    first = store_labels_layer(viewer, groups[0], like, "img [labels]")
+    second = store_labels_layer(viewer, groups[1], like, "img [labels]")
+    assert second is first and first.multiscale and tuple(first.scale) == (0.5, 0.5)
+    assert int(np.asarray(first.data[0][0, 0])) == 2  # the second store's levels
+    assert [lay.name for lay in viewer.layers].count("img [labels]") == 1

@@ -48,14 +48,24 @@ def lazy_image_of(layer, axes: str) -> LazyImage:
 
 
 def store_labels_layer(viewer, group: Path, like, name: str) -> Labels:
-    """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name."""
+    """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name.
+
+    A Labels layer of that name and shape kind takes the new levels as its data: napari building a new layer
+    (its controls, its canvas node) holds the GUI thread for hundreds of milliseconds.
+    """
     arrays = _levels(group)
-    data = arrays if len(arrays) > 1 else arrays[0]
-    if name in viewer.layers:
-        viewer.layers.remove(name)
+    multiscale = len(arrays) > 1
+    data = arrays if multiscale else arrays[0]
     spatial = len(arrays[0].shape)
-    return viewer.add_labels(data, name=name, multiscale=len(arrays) > 1, scale=tuple(like.scale)[-spatial:],
-                             translate=tuple(like.translate)[-spatial:])
+    scale, translate = tuple(like.scale)[-spatial:], tuple(like.translate)[-spatial:]
+    shown = next((lay for lay in viewer.layers if lay.name == name), None)
+    if isinstance(shown, Labels) and shown.multiscale == multiscale and shown.ndim == spatial:
+        shown.scale, shown.translate = scale, translate
+        shown.data = data
+        return shown
+    if shown is not None:
+        viewer.layers.remove(shown)
+    return viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
 
 
 def _levels(group: Path) -> list[da.Array]:
