@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import convolve
 from skimage.filters import gaussian
 
 from napari_dlmicro._sample_noisy import PEAK_PHOTONS, SEED, noisy_nuclei_arrays
@@ -64,6 +65,21 @@ def best_gaussian(image: np.ndarray, truth: np.ndarray) -> tuple[float, float, f
     """(sigma, PSNR, scale-invariant PSNR) of the Gaussian blur that scores best against ``truth``."""
     best = max(((s, *scores(truth, gaussian(image, s, preserve_range=True))) for s in SIGMAS), key=lambda r: r[1])
     return float(best[0]), best[1], best[2]
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """The standard deviation of an image's pixel noise, by Immerkær's method (a Laplacian difference's mean |.|)."""
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+    response = convolve(np.asarray(image, np.float64), kernel)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
+
+
+def ceiling(truth: np.ndarray) -> str:
+    """What the reference's own noise allows: the PSNR against it of its noise-free signal."""
+    sigma = noise_sigma(truth)
+    span = float(np.ptp(truth))
+    return (f"the clean reference has pixel noise of its own (sigma {sigma:.2f} of a range {span:g}): its noise-free "
+            f"signal itself would score {20 * np.log10(span / sigma):.2f} dB against it")
 
 
 def row(name: str, values: tuple[float, float], extra: str = "") -> str:
@@ -142,6 +158,7 @@ def run_care(budget: Budget, n2v_budget: Budget, device: str, peer: bool) -> Non
     top_x, top_y, test_x, test_y = noisy[:h], clean[:h], noisy[h:], clean[h:]
     print(f"CARE: trained on the top half ({top_x.shape}), scored on the bottom half; {budget} each; {load()}")
     print(row("noisy input", scores(test_y, test_x)))
+    print(f"  ({ceiling(test_y)})")
     sigma, *gauss = best_gaussian(test_x, test_y)
     print(row("best Gaussian", tuple(gauss), f"(sigma {sigma:g})"))
     ours, info = care(top_x, top_y, test_x, budget, device)
@@ -180,6 +197,7 @@ def run_sr(budget: Budget, device: str) -> None:
     top_y, test_y = clean[: 2 * h], clean[2 * h:]
     print(f"CARE x2: trained on the top half ({top_x.shape} -> {top_y.shape}), scored on the bottom half; {budget}; "
           f"{load()}")
+    print(f"  ({ceiling(test_y)})")
     spline = upscaled(test_x, test_y.shape).astype(np.float32)
     keys = F.interpolate(torch.from_numpy(test_x)[None, None], scale_factor=2.0, mode="bicubic",
                          align_corners=False)[0, 0].numpy()
