@@ -34,11 +34,20 @@ def test_a_layer_alive_at_the_freeze_is_freed_when_removed(make_napari_viewer, q
     assert gc.get_freeze_count() > 0
 
 
-def test_destroying_a_dock_lifts_the_freeze(make_napari_viewer, qtbot):
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_destroying_a_dock_frees_what_the_freeze_kept(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
+    cycle = _Cycle()  # alive when the heap is frozen, garbage right after
+    gone = weakref.ref(cycle)
     dock = EvaluateWidget(viewer)
     viewer.window.add_dock_widget(dock)
     _settle(qtbot)
-    assert gc.get_freeze_count() > 0
+    del cycle
+    gc.collect()
+    assert gone() is not None  # frozen: the collector does not walk it
     dock.deleteLater()
-    qtbot.waitUntil(lambda: gc.get_freeze_count() == 0, timeout=2000)
+    qtbot.waitUntil(lambda: gc.collect() >= 0 and gone() is None, timeout=2000)
