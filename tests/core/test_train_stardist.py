@@ -5,7 +5,7 @@ import torch
 
 from napari_dlmicro.core.data.normalize import normalize_percentile
 from napari_dlmicro.core.data.training_sets import Pair
-from napari_dlmicro.core.errors import UserError
+from napari_dlmicro.core.errors import Cancelled, UserError
 from napari_dlmicro.core.jobs.train import train_job
 from napari_dlmicro.core.models.stardist.folder import load_ours
 from napari_dlmicro.core.models.stardist.settings import StarDistTraining
@@ -96,8 +96,12 @@ def test_stop_before_the_first_step_saves_nothing(halves, tmp_path):
     token = CancelToken()
     token.cancel()
     s = StarDistTraining(**SMALL, steps=50, validate_every=10)
-    result = run_to_end(train_stardist([x], [y], [vx], [vy], s, token, save_to=tmp_path / "m"))
-    assert result.stopped_early and result.folder is None and not (tmp_path / "m").exists()
+    try:
+        result = run_to_end(train_stardist([x], [y], [vx], [vy], s, token, save_to=tmp_path / "m"))
+    except Cancelled:  # the cancel was seen while the trainer was being built (its setup outlasted one poll)
+        result = None
+    assert result is None or (result.stopped_early and result.folder is None)
+    assert not (tmp_path / "m").exists()
 
 
 def test_bad_training_input(halves, trained_stardist, tmp_path):
