@@ -16,7 +16,9 @@ half as is and scale-invariant (:mod:`napari_dlmicro.core.evaluation.restoration
 """
 from __future__ import annotations
 
+import ast
 import contextlib
+import dataclasses
 import io
 import os
 import tempfile
@@ -151,17 +153,34 @@ def csbdeep_care(low: np.ndarray, high: np.ndarray, test: np.ndarray, budget: Bu
     return out, {"steps": stop.steps, "seconds": seconds, "patches/s": stop.steps * 16 / seconds}
 
 
-def run_care(budget: Budget, n2v_budget: Budget, device: str, peer: bool) -> None:
-    """The CARE denoising comparison; prints one row per method."""
+def parse_settings(pairs: list[str]) -> dict:
+    """``FIELD=VALUE`` strings as TrainSettings overrides, each value read as a number where it is one."""
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--care-setting {pair!r}: give FIELD=VALUE with a TrainSettings field "
+                             f"({', '.join(sorted(fields))})")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def run_care(budget: Budget, n2v_budget: Budget, device: str, peer: bool, **extra) -> None:
+    """The CARE denoising comparison; prints one row per method (``extra``: our CARE's TrainSettings overrides)."""
     noisy, clean = noisy_nuclei_arrays()
     h = noisy.shape[0] // 2
     top_x, top_y, test_x, test_y = noisy[:h], clean[:h], noisy[h:], clean[h:]
-    print(f"CARE: trained on the top half ({top_x.shape}), scored on the bottom half; {budget} each; {load()}")
+    print(f"CARE: trained on the top half ({top_x.shape}), scored on the bottom half; {budget} each; {load()}"
+          + (f"; our CARE with {extra}" if extra else ""))
     print(row("noisy input", scores(test_y, test_x)))
     print(f"  ({ceiling(test_y)})")
     sigma, *gauss = best_gaussian(test_x, test_y)
     print(row("best Gaussian", tuple(gauss), f"(sigma {sigma:g})"))
-    ours, info = care(top_x, top_y, test_x, budget, device)
+    ours, info = care(top_x, top_y, test_x, budget, device, **extra)
     ours_scores = scores(test_y, ours)
     print(row("napari-dlmicro CARE", ours_scores, _info(info)))
     n2v_scores = scores(test_y, n2v(noisy, n2v_budget, device)[h:])
@@ -188,15 +207,15 @@ def low_resolution(clean: np.ndarray, peak: float = PEAK_PHOTONS, seed: int = SE
     return (rng.poisson(blocks / top * peak) / peak * top).astype(np.float32)
 
 
-def run_sr(budget: Budget, device: str) -> None:
-    """The x2 super-resolution comparison; prints one row per method."""
+def run_sr(budget: Budget, device: str, **extra) -> None:
+    """The x2 super-resolution comparison; prints one row per method (``extra``: our CARE's TrainSettings overrides)."""
     _, clean = noisy_nuclei_arrays()
     low = low_resolution(clean)
     h = low.shape[0] // 2
     top_x, test_x = low[:h], low[h:]
     top_y, test_y = clean[: 2 * h], clean[2 * h:]
     print(f"CARE x2: trained on the top half ({top_x.shape} -> {top_y.shape}), scored on the bottom half; {budget}; "
-          f"{load()}")
+          f"{load()}" + (f"; our CARE with {extra}" if extra else ""))
     print(f"  ({ceiling(test_y)})")
     spline = upscaled(test_x, test_y.shape).astype(np.float32)
     keys = F.interpolate(torch.from_numpy(test_x)[None, None], scale_factor=2.0, mode="bicubic",
@@ -208,7 +227,7 @@ def run_sr(budget: Budget, device: str) -> None:
         sigma, *gauss = best_gaussian(up, test_y)
         baselines.append(tuple(gauss))
         print(row(f"{name} + best Gaussian", baselines[-1], f"(sigma {sigma:g})"))
-    ours, info = care(top_x, top_y, test_x, budget, device, upsample=2)
+    ours, info = care(top_x, top_y, test_x, budget, device, **{**extra, "upsample": 2})
     ours_scores = scores(test_y, ours)
     print(row("napari-dlmicro CARE x2", ours_scores, _info(info)))
     better = max(b[0] for b in baselines), max(b[1] for b in baselines)

@@ -185,23 +185,25 @@ def main() -> None:
                    help="compare N2V and N2V2 for checkerboard artefacts (--minutes each) instead")
     p.add_argument("--skip-peer", action="store_true", help="do not run CAREamics")
     p.add_argument("--lr", type=float, default=None, help="override our learning rate")
-    p.add_argument("--ema", type=float, default=None, help="override our weight-averaging decay")
     p.add_argument("--care", action="store_true", help="CARE on the sample's halves (minutes: 2 unless given)")
     p.add_argument("--sr", action="store_true", help="CARE x2 super-resolution (minutes: 3 unless given)")
     p.add_argument("--n2v-minutes", type=float, default=3.0, help="with --care: N2V's budget")
     p.add_argument("--steps", type=int, default=None, help="with --care/--sr: training steps instead of minutes")
     p.add_argument("--n2v-steps", type=int, default=None, help="with --care --steps: N2V's steps (default: "
                    "1.5x --steps, as 3 minutes are to 2)")
+    p.add_argument("--care-setting", action="append", default=[], metavar="FIELD=VALUE",
+                   help="with --care/--sr: a TrainSettings field for our CARE (filters=32, depth=4, ...); repeatable")
     args = p.parse_args()
     if args.care or args.sr:
-        from care_restoration import Budget, run_care, run_sr
+        from care_restoration import Budget, parse_settings, run_care, run_sr
 
+        extra = parse_settings(args.care_setting)
         if args.care:
             n2v_steps = None if args.steps is None else args.n2v_steps or round(1.5 * args.steps)
             run_care(Budget(args.minutes or 2.0, args.steps), Budget(args.n2v_minutes, n2v_steps), args.device,
-                     not args.skip_peer)
+                     not args.skip_peer, **extra)
         if args.sr:
-            run_sr(Budget(args.minutes or 3.0, args.steps), args.device)
+            run_sr(Budget(args.minutes or 3.0, args.steps), args.device, **extra)
         return
     args.minutes = args.minutes or 3.0
     if args.stall:
@@ -217,7 +219,7 @@ def main() -> None:
     reference = baselines(noisy, clean)
     for name, value in reference.items():
         print(f"{name:28s} PSNR {value:6.2f} dB")
-    extra = {k: v for k, v in (("learning_rate", args.lr), ("ema", args.ema)) if v is not None}
+    extra = {"learning_rate": args.lr} if args.lr is not None else {}
     value, rate = ours(noisy, clean, args.minutes, args.device, **extra)
     print(f"{'napari-dlmicro N2V':28s} PSNR {value:6.2f} dB  {rate:7.1f} patches/s  ({args.minutes} min)")
     print(f"{'  over non-local means':28s} {value - reference['nl-means (best h)']:+.3f} dB, "
