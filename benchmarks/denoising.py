@@ -128,8 +128,13 @@ def careamics_n2v(noisy: np.ndarray, clean: np.ndarray, minutes: float) -> tuple
     return psnr(clean, pred), rate
 
 
-def gui_stall(minutes: float) -> dict[str, float | str]:
-    """Longest event-loop stall (ms) while the dock trains, then applies with a ground truth; and where."""
+def gui_stall(minutes: float, kind: str = "n2v") -> dict[str, float | str]:
+    """Longest event-loop stall (ms) while the dock trains, then applies with a ground truth; and where.
+
+    ``kind``: ``n2v`` (on the noisy sample), ``care`` (the noisy sample to the
+    clean one) or ``care-x2`` (the clean sample's 2x2 means with Poisson noise
+    to the clean one, applied at twice the size).
+    """
     import napari
     import torch._dynamo  # noqa: F401  (before Qt starts: imported later, from a worker thread, it can crash)
     from qtpy.QtCore import QEventLoop, QTimer
@@ -141,10 +146,19 @@ def gui_stall(minutes: float) -> dict[str, float | str]:
     viewer = napari.Viewer(show=True)
     noisy, clean = noisy_nuclei_arrays()
     viewer.add_image(clean, name="clean")
-    viewer.add_image(noisy, name="noisy")
+    if kind == "care-x2":
+        from care_restoration import low_resolution
+
+        viewer.add_image(low_resolution(clean), name="noisy", scale=(2.0, 2.0), translate=(0.5, 0.5))
+    else:
+        viewer.add_image(noisy, name="noisy")
     dock = DenoiseWidget(viewer)
     viewer.window.add_dock_widget(dock)
     dock.image.setCurrentText("noisy")
+    if kind != "n2v":
+        dock.kind.setCurrentText("care")
+        dock.form.field("upsample").setCurrentText("2" if kind == "care-x2" else "1")
+        dock.target.setCurrentText("clean")
     dock.truth.setCurrentText("clean")
     dock.minutes.setValue(minutes)
 
@@ -181,6 +195,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=None, help="training budget (default 3; 2 with --care)")
     p.add_argument("--device", default="auto")
     p.add_argument("--stall", action="store_true", help="measure the GUI stall while the dock trains instead")
+    p.add_argument("--stall-kind", choices=("n2v", "care", "care-x2"), default="n2v",
+                   help="with --stall: what the dock trains and applies")
     p.add_argument("--checkerboard", action="store_true",
                    help="compare N2V and N2V2 for checkerboard artefacts (--minutes each) instead")
     p.add_argument("--skip-peer", action="store_true", help="do not run CAREamics")
@@ -207,7 +223,7 @@ def main() -> None:
         return
     args.minutes = args.minutes or 3.0
     if args.stall:
-        for name, value in gui_stall(args.minutes).items():
+        for name, value in gui_stall(args.minutes, args.stall_kind).items():
             print(f"{name:40s} {value:.0f}" if isinstance(value, float) else f"{name:40s} {value}")
         return
     from napari_dlmicro._sample_noisy import noisy_nuclei_arrays

@@ -167,7 +167,10 @@ def start_job(
         if isinstance(exc, Cancelled):
             handle.cancelled = True
             return
-        log.error("%s failed:\n%s", title, "".join(traceback.format_exception(exc)))
+        if isinstance(exc, UserError):  # bad input, said in the dock: its traceback would only alarm
+            log.info("%s: %s", title, exc)
+        else:
+            log.error("%s failed:\n%s", title, "".join(traceback.format_exception(exc)))
         if handle.cancelled:
             return  # the user had moved on: the log keeps it
         message = describe_error(exc)

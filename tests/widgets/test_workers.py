@@ -1,6 +1,7 @@
 """Jobs on napari's threads: events reach the dock, errors become messages, a cancel frees the dock at once."""
 from __future__ import annotations
 
+import logging
 import threading
 
 from napari_dlmicro.core.errors import UserError
@@ -21,15 +22,30 @@ def test_events_and_the_result_reach_the_gui(qtbot):
     assert handle.finished and not handle.cancelled
 
 
-def test_a_user_error_becomes_the_message_not_a_traceback(qtbot):
+def test_a_user_error_becomes_the_message_not_a_traceback(qtbot, caplog):
     def job(token):
         raise UserError("the image is empty", "open another")
         yield
 
     errors, finished = [], []
-    start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
-    qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    with caplog.at_level(logging.INFO, logger="napari_dlmicro.workers"):
+        start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
+        qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
     assert errors == ["the image is empty. Open another."]
+    assert "the image is empty" in caplog.text and "Traceback" not in caplog.text  # nor in the terminal
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback(qtbot, caplog):
+    def job(token):
+        raise ZeroDivisionError("a bug")
+        yield
+
+    errors, finished = [], []
+    with caplog.at_level(logging.INFO, logger="napari_dlmicro.workers"):
+        start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
+        qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    assert errors and errors[0].startswith("unexpected ZeroDivisionError: a bug")
+    assert "Traceback" in caplog.text
 
 
 def test_cancel_frees_the_dock_at_once_and_drops_late_events(qtbot):
