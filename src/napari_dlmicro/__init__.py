@@ -9,14 +9,13 @@ The Python API mirrors the command line::
 """
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
 from napari_dlmicro.core.jobs.denoise import denoise
 from napari_dlmicro.core.jobs.evaluate import evaluate_files
 from napari_dlmicro.core.jobs.segment import SegmentResult, segment
 from napari_dlmicro.core.jobs.segment_files import segment_file
 from napari_dlmicro.core.jobs.train import train_from_folders as train
 from napari_dlmicro.core.models.store import list_models
+from napari_dlmicro.core.version import __version__
 
 __all__ = ["SegmentResult", "__version__", "denoise", "evaluate_files", "list_models", "segment", "segment_file",
            "train"]

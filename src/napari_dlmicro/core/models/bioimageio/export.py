@@ -25,7 +25,6 @@ import torch
 from bioimageio.spec import ValidationContext, save_bioimageio_package
 from bioimageio.spec.model import v0_5
 
-from napari_dlmicro import __version__
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.atomic import atomic_output
 from napari_dlmicro.core.models.bioimageio import architecture
@@ -56,6 +55,7 @@ from napari_dlmicro.core.models.stardist.folder import KERAS_WEIGHTS, is_officia
 from napari_dlmicro.core.models.stardist.segmenter import StarDistSegmenter
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.events import Job, Notice, ProgressClock
+from napari_dlmicro.core.version import __version__
 
 LARGEST_2D = (256, 256)  # the test input is a central crop of at most this, to keep packages and tests small
 LARGEST_3D = (32, 128, 128)
