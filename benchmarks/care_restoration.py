@@ -154,7 +154,7 @@ def csbdeep_care(low: np.ndarray, high: np.ndarray, test: np.ndarray, budget: Bu
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """``FIELD=VALUE`` strings as TrainSettings overrides, each value read as a number where it is one."""
+    """``FIELD=VALUE`` strings as TrainSettings overrides: Python literals (32, 1e-3, True) as such, else text."""
     fields = {f.name for f in dataclasses.fields(TrainSettings)}
     out = {}
     for pair in pairs:

@@ -149,6 +149,7 @@ def gui_stall(minutes: float, kind: str = "n2v") -> dict[str, float | str]:
     if kind == "care-x2":
         from care_restoration import low_resolution
 
+        # each low pixel is the mean of 2x2 fine ones: its centre lies between their four centres
         viewer.add_image(low_resolution(clean), name="noisy", scale=(2.0, 2.0), translate=(0.5, 0.5))
     else:
         viewer.add_image(noisy, name="noisy")

@@ -22,15 +22,21 @@ def test_events_and_the_result_reach_the_gui(qtbot):
     assert handle.finished and not handle.cancelled
 
 
+def _errors_of(job, qtbot, caplog) -> list[str]:
+    """Run a failing job to its end with the workers' log captured; the messages its dock was given."""
+    errors, finished = [], []
+    with caplog.at_level(logging.INFO, logger="napari_dlmicro.workers"):
+        start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
+        qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    return errors
+
+
 def test_a_user_error_becomes_the_message_not_a_traceback(qtbot, caplog):
     def job(token):
         raise UserError("the image is empty", "open another")
         yield
 
-    errors, finished = [], []
-    with caplog.at_level(logging.INFO, logger="napari_dlmicro.workers"):
-        start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
-        qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    errors = _errors_of(job, qtbot, caplog)
     assert errors == ["the image is empty. Open another."]
     assert "the image is empty" in caplog.text and "Traceback" not in caplog.text  # nor in the terminal
 
@@ -40,10 +46,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback(qtbot, caplog):
         raise ZeroDivisionError("a bug")
         yield
 
-    errors, finished = [], []
-    with caplog.at_level(logging.INFO, logger="napari_dlmicro.workers"):
-        start_job(job, title="test", on_error=errors.append, on_finished=finished.append)
-        qtbot.waitUntil(lambda: bool(finished), timeout=10_000)
+    errors = _errors_of(job, qtbot, caplog)
     assert errors and errors[0].startswith("unexpected ZeroDivisionError: a bug")
     assert "Traceback" in caplog.text
 
