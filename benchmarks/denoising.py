@@ -136,7 +136,6 @@ def gui_stall(minutes: float, kind: str = "n2v") -> dict[str, float | str]:
     to the clean one, applied at twice the size).
     """
     import napari
-    import torch._dynamo  # noqa: F401  (before Qt starts: imported later, from a worker thread, it can crash)
     from qtpy.QtCore import QEventLoop, QTimer
     from stall_probe import StallProbe
 

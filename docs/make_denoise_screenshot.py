@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import napari
-import torch._dynamo  # noqa: F401  (before Qt starts: imported later, from a worker thread, it can crash)
 from _window_shot import save_window
 from qtpy.QtWidgets import QApplication
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch._dynamo  # noqa: F401  (import before Qt starts: importing it later crashes under offscreen Qt here)
 
 from napari_dlmicro._sample_noisy import noisy_nuclei_arrays
 from napari_dlmicro.core.runtime.events import Preview, PreviewKind

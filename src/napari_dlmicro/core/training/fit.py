@@ -71,7 +71,12 @@ class Trainer(ABC):
             raise OutOfTime()
 
     def begin(self) -> None:
-        """Called once before the first step (threads, memory formats)."""
+        """Called once before the first step (threads, memory formats, the optimiser).
+
+        Make the optimiser here, not in ``__init__``: :func:`fit` first keeps triton's LLVM out of a process
+        that holds Mesa's (the first optimiser of a process imports ``torch._dynamo``, which loads triton;
+        next to napari's software OpenGL that crashes the process).
+        """
 
     def end(self) -> None:
         """Called once at the end, whatever happened (threads back)."""

@@ -82,13 +82,13 @@ class RestorationTrainer(Trainer):
         self.net = model.net.to(self.device)
         self.fmt = torch.channels_last if len(patch) == 2 else torch.contiguous_format
         self.net = self.net.to(memory_format=self.fmt)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         model.config.update(patch=list(patch), training=s.saved())
         model.config["training"].update(device=str(self.device), learning_rate=self.lr)
 
     def begin(self) -> None:
         if self.tuner is not None:
             set_cpu_threads()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         self.net.train()
 
     def end(self) -> None:

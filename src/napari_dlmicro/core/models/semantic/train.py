@@ -26,7 +26,6 @@ from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Metric
-from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
 from napari_dlmicro.core.training.budget import Budget
 from napari_dlmicro.core.training.fit import Trainer, fit
@@ -65,7 +64,6 @@ class SemanticTrainer(Trainer):
 
     def begin(self) -> None:
         set_cpu_threads(self.s.threads)
-        avoid_triton_crash()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.s.lr)
         self.net.train()
 

@@ -37,7 +37,6 @@ from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken, call_abandoning
 from napari_dlmicro.core.runtime.devices import resolve_device
 from napari_dlmicro.core.runtime.events import Job, Level, Metric, Metrics, Notice
-from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
 from napari_dlmicro.core.runtime.threads import set_cpu_threads
 from napari_dlmicro.core.training.fit import Trainer, fit
 
@@ -150,7 +149,6 @@ class StarDistTrainer(Trainer):
         self.net.to(self.device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        avoid_triton_crash()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.s.lr)
         self.net.train()
 
