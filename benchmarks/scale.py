@@ -65,6 +65,7 @@ CHUNK = 512
 REFERENCE_TILE = 2048
 LINES = ("scale", "workers", "files", "seams")
 SETTINGS: dict[str, float] = {}  # the model settings of every run (--views)
+DEVICE = ["cpu"]  # the device of every run (--device)
 
 
 def mirrored_tile() -> np.ndarray:
@@ -115,7 +116,7 @@ def run_blockwise(image, model, out: Path, workers: int, block: int, on_event=No
     """A blockwise run into ``out``; returns its result, start-up and work seconds."""
     shutil.rmtree(out, ignore_errors=True)
     job = BlockwiseSegmentJob(image=image, model=model, output=out, block=block, measure=False, previews=False,
-                              cluster=ClusterChoice(workers=workers), device="cpu", settings=SETTINGS)
+                              cluster=ClusterChoice(workers=workers), device=DEVICE[0], settings=SETTINGS)
     clock = Clock(on_event)
     result = run_to_end(blockwise_segment_job(job), clock)
     return (result, *clock.finish())
@@ -191,7 +192,7 @@ def file_lines(folder: Path, model_ref: Path, model, n_files: int, counts: list[
     for n in sorted(set(counts)):
         clock = Clock()
         run_to_end(segment_many_job(paths, folder / f"dask{n}", str(model_ref), ClusterChoice(workers=n),
-                                    device="cpu", tile=None, settings=SETTINGS), clock)
+                                    device=DEVICE[0], tile=None, settings=SETTINGS), clock)
         startup, work = clock.finish()
         spread = work / len(paths)
         print(f"files {len(paths)} of 128² on {n} dask worker(s): {spread * 1000:.1f} ms/file "
@@ -243,18 +244,22 @@ def main() -> None:
     p.add_argument("--seam-block", type=int, default=None, help="block size of the seam check (default: --block)")
     p.add_argument("--train-steps", type=int, default=600, help="training steps of the benchmark's own model")
     p.add_argument("--views", type=int, default=1, help="StarDist test-time views of every run (default: 1)")
+    p.add_argument("--device", default="cpu", help="where the networks run: cpu (default) or cuda (each worker "
+                   "on the one GPU, bf16; NMS and labels stay on the CPU)")
     p.add_argument("--lines", nargs="+", choices=LINES, default=list(LINES), help="which lines to run (default: all)")
     p.add_argument("--keep-model", type=Path, default=None, help="save the benchmark's own model here for later runs")
     args = p.parse_args()
     SETTINGS["views"] = args.views
+    DEVICE[0] = args.device
     folder = Path(tempfile.mkdtemp(prefix="dlmicro-scale-"))
     try:
         model_ref = Path(args.model) if args.model else small_model(folder, args.train_steps)
         if args.keep_model is not None and not args.model:
             shutil.copytree(model_ref, args.keep_model, dirs_exist_ok=True)
-        model = get_segmenter(model_ref, torch.device("cpu"))
+        model = get_segmenter(model_ref, torch.device(DEVICE[0]))
         print(f"cores {os.cpu_count()}, memory {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-              f"load {os.getloadavg()[0]:.1f}, block {args.block}, views {args.views}", flush=True)
+              f"load {os.getloadavg()[0]:.1f}, block {args.block}, views {args.views}, device {args.device}"
+              f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}", flush=True)
         if "scale" in args.lines:
             scale_lines(folder, model_ref, args.sizes, args.workers[0], args.block)
         if "workers" in args.lines:
