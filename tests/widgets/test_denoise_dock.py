@@ -94,6 +94,16 @@ def test_settings_are_remembered(dock, make_napari_viewer):
     assert again.form.train_settings(None, None).learning_rate is None  # left at the kind's default
 
 
+def test_the_kind_chosen_on_the_model_shows_in_the_dock_with_cares_settings(dock):
+    _, w = dock
+    w.form.state.choose_kind("care")
+    assert w.form.kind.currentText() == "care" and w.form.target.isEnabled()
+    assert "renoise" in w.form.settings.fields and "mask_fraction" not in w.form.settings.fields
+    assert w.form.train_settings(None, None).renoise is None  # empty: chosen from the pairs when training starts
+    w.form.kind.setCurrentText("n2v")
+    assert w.form.state.kind == "n2v" and not w.form.target.isEnabled()
+
+
 def test_care_upsampling_trains_and_applies_at_the_larger_size_with_scores(dock, qtbot):
     viewer, w = dock
     _, clean = noisy_nuclei_arrays()

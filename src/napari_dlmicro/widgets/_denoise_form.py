@@ -44,6 +44,7 @@ class DenoiseSettingsForm(QWidget):
                          ("axes", self.axes), ("", self.settings), ("save as", self.name)):
             form.addRow(label, w)
         self.kind.currentTextChanged.connect(self._on_kind)
+        self.state.events.kind.connect(self._kind_changed)  # a kind chosen elsewhere (a script, a restored run)
         self.pairs_btn.clicked.connect(self._choose_pairs)
         self._show_kind(self.state.kind)
 
@@ -64,6 +65,13 @@ class DenoiseSettingsForm(QWidget):
 
     def _on_kind(self, kind: str) -> None:
         self.state.choose_kind(kind)
+        self._show_kind(kind)
+
+    def _kind_changed(self, kind: str) -> None:
+        if self.kind.currentText() != kind:
+            self.kind.blockSignals(True)
+            self.kind.setCurrentText(kind)
+            self.kind.blockSignals(False)
         self._show_kind(kind)
 
     def _show_kind(self, kind: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 from skimage.filters import threshold_otsu
 
+from napari_dlmicro.core.data.renoise import ResidualNoise
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes, normalize_axes
 
@@ -210,12 +211,14 @@ class PatchSampler:
     patch's region, ``scale`` times as many pixels. ``focus`` is the fraction
     of patches drawn where the target has signal (see :func:`signal_map`)
     rather than anywhere; ``intensity`` scales each input patch and its target
-    alike by a random 0.5-2x.
+    alike by a random 0.5-2x; ``renoise`` is the fraction of input patches
+    made afresh from their target and the pair's own noise
+    (:class:`.renoise.ResidualNoise`) instead of cut from the input.
     """
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray] | None,
                  patch: tuple[int, ...], augment: bool = True, seed: int = 0, scale: Sequence[int] | None = None,
-                 focus: float = 0.0, intensity: bool = False) -> None:
+                 focus: float = 0.0, intensity: bool = False, renoise: float = 0.0) -> None:
         self.inputs, self.targets = list(inputs), list(targets) if targets is not None else None
         self.patch, self.augment = tuple(patch), augment
         self.scale = tuple(int(f) for f in scale) if scale is not None else (1,) * len(self.patch)
@@ -226,6 +229,8 @@ class PatchSampler:
         self.focus, self.intensity = float(focus), bool(intensity)
         self.where = ([_signal_corners(t, self.patch, self.scale) for t in self.targets]
                       if self.focus > 0 and self.targets is not None else None)
+        self.renoise = float(renoise) if self.targets is not None else 0.0
+        self.noise = ResidualNoise(self.inputs, self.targets, self.scale) if self.renoise > 0 else None
 
     def _corner(self, i: int) -> list[int]:
         s = self.inputs[i]
@@ -243,7 +248,8 @@ class PatchSampler:
             i = int(self.rng.choice(len(self.inputs), p=self.weights))
             corner = self._corner(i)
             region = (slice(None),) + tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
-            x = self.inputs[i][region]
+            fresh = self.noise is not None and self.rng.random() < self.renoise
+            x = self.noise.draw(i, region, self.rng) if fresh else self.inputs[i][region]
             y = None
             if self.targets is not None:
                 y = self.targets[i][(slice(None),) + tuple(slice(c * f, (c + p) * f) for c, p, f in

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_dlmicro.core.data import renoise
 from napari_dlmicro.core.data.samples import PatchSampler, grid_patches, split_validation
 from napari_dlmicro.core.data.tiling import pad_to_multiple
 from napari_dlmicro.core.errors import UserError
@@ -63,7 +64,8 @@ class RestorationTrainer(Trainer):
         tr_x, tr_y, va_x, va_y = split_validation(samples, tsamples, s.val_fraction, patch, scale)
         self.sampler = PatchSampler(tr_x, tr_y if care_kind else None, patch, s.augment, s.seed, scale,
                                     focus=s.focus if care_kind else 0.0,
-                                    intensity=care_kind and s.intensity_augment)
+                                    intensity=care_kind and s.intensity_augment,
+                                    renoise=(s.renoise or 0.0) if care_kind else 0.0)
         self.tuner = None
         if self.device.type == "cpu":
             tuner = ThreadTuner()
@@ -177,6 +179,10 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
     data = prepare_training(images, targets, s, names)
     for text in data.notices:
         yield Notice(text, Level.WARNING)
+    if s.kind == "care" and s.renoise is None:
+        share, why = renoise.auto_share(data.samples, data.targets, data.model.factors)
+        s = replace(s, renoise=share)
+        yield Notice(why)
     if data.patch[-1] * data.model.factors[-1] < s.patch:
         yield Notice(f"the image is small: patches shrunk to {data.patch}", Level.WARNING)
     trainer = call_abandoning(RestorationTrainer, s, data, preview, token=token)
