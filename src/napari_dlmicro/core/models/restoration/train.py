@@ -180,7 +180,8 @@ def train_restoration(images: Sequence[np.ndarray], targets: Sequence[np.ndarray
     for text in data.notices:
         yield Notice(text, Level.WARNING)
     if s.kind == "care" and s.renoise is None:
-        share, why = renoise.auto_share(data.samples, data.targets, data.model.factors)
+        # about a second per 4 megapixels: a cancel does not wait for it
+        share, why = call_abandoning(renoise.auto_share, data.samples, data.targets, data.model.factors, token=token)
         s = replace(s, renoise=share)
         yield Notice(why)
     if data.patch[-1] * data.model.factors[-1] < s.patch:
