@@ -87,3 +87,14 @@ def test_offline_download_names_url_and_folder(monkeypatch):
     with pytest.raises(UserError) as err:
         catalogue.fetch_pretrained(entry)
     assert entry.url in str(err.value) and str(catalogue.pretrained_folder(entry)) in str(err.value)
+
+
+def test_store_listeners_hear_every_change_until_stopped():
+    from napari_dlmicro.core.models.store import notify_store_changed, on_store_changed
+
+    heard = []
+    stop = on_store_changed(heard.append)
+    notify_store_changed("a")
+    stop()
+    notify_store_changed("b")
+    assert heard == ["a"]

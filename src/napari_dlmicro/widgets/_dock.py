@@ -12,16 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import psygnal.qt
+from psygnal import Signal
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_dlmicro.core.models.engines.choice import keep_out_of_napari
-from napari_dlmicro.core.models.store import STORE_EVENTS
+from napari_dlmicro.core.models.store import on_store_changed
 from napari_dlmicro.widgets._collector import dock_destroyed, freeze_heap_for
 from napari_dlmicro.workers import JobHandle
 
 MAX_MIN_WIDTH = 420  # no dock may need more than this (a 1366 px laptop keeps its canvas)
 FIELD_CHARACTERS = 12  # combo boxes show this much of a long name and elide the rest
+
+
+class _StoreEvents:
+    """The core's store notices (plain callbacks, from any thread) as a signal each dock hears on the GUI thread."""
+
+    changed = Signal(str)
+
+
+STORE_EVENTS = _StoreEvents()
+on_store_changed(STORE_EVENTS.changed.emit)
 
 
 class DockPanel(QScrollArea):

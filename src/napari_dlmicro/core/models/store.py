@@ -1,15 +1,17 @@
 """The models a user can pick: the pretrained catalogue and every model folder in the store.
 
 ``napari-dlmicro models`` and the docks list the same things. Writing a model
-into the store announces it (:data:`STORE_CHANGED`), so every open dock lists
-it at once.
+into the store announces it (:func:`notify_store_changed`) to every listener
+(:func:`on_store_changed`), so every open dock lists it at once. Plain
+callbacks, called in the thread that wrote: the docks bring them to napari's
+thread themselves, and the core needs no event library.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from psygnal import Signal
 
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.catalogue import CATALOGUE, pretrained_folder
@@ -29,18 +31,28 @@ class StoredModel:
     description: str = ""
 
 
-class _StoreEvents:
-    """``changed(folder)``: a model was saved, replaced or deleted (emitted from the thread that did it)."""
-
-    changed = Signal(str)
+_LISTENERS: list[Callable[[str], None]] = []
+_LOCK = threading.Lock()
 
 
-STORE_EVENTS = _StoreEvents()
+def on_store_changed(callback: Callable[[str], None]) -> Callable[[], None]:
+    """Call ``callback(folder)`` whenever a model is saved, replaced or deleted; returns what stops it."""
+    with _LOCK:
+        _LISTENERS.append(callback)
+
+    def stop() -> None:
+        with _LOCK:
+            if callback in _LISTENERS:
+                _LISTENERS.remove(callback)
+    return stop
 
 
 def notify_store_changed(folder: str | Path = "") -> None:
-    """Tell every listener (the docks' model lists) that the store changed."""
-    STORE_EVENTS.changed.emit(str(folder))
+    """Tell every listener (the docks' model lists) that the store changed, from this thread."""
+    with _LOCK:
+        listeners = list(_LISTENERS)
+    for callback in listeners:
+        callback(str(folder))
 
 
 def list_models() -> list[StoredModel]:
