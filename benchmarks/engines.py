@@ -118,13 +118,11 @@ def bench_semantic(repeats: int) -> None:
     report("Semantic U-Net network alone 512x512", interleaved(runs, repeats), extra=f"equal classes {same:.5f}")
 
 
-def bench_cellpose(repeats: int) -> None:
+def cellpose_flows() -> torch.nn.Module:
+    """Cellpose-SAM's network (random weights: its speed does not depend on them) giving its flows and probability."""
     from cellpose.vit import CPSAM
 
-    torch.manual_seed(0)
-    net = CPSAM().eval()
-
-    class Flows(torch.nn.Module):  # the network's flows and probability, without its unused second output
+    class Flows(torch.nn.Module):  # without the network's unused second output
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
@@ -132,7 +130,12 @@ def bench_cellpose(repeats: int) -> None:
         def forward(self, x):
             return self.inner(x)[0]
 
-    flows = Flows(net).eval()
+    torch.manual_seed(0)
+    return Flows(CPSAM().eval()).eval()
+
+
+def bench_cellpose(repeats: int) -> None:
+    flows = cellpose_flows()
     xs = [x.transpose(2, 0, 1)[None] for x in _inputs((256, 256, 3), repeats)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cpsam.onnx"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -33,18 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from engines import _inputs, cellpose_flows, interleaved  # the CPU benchmark beside this one
 
 from napari_dlmicro.core.models.engines.onnx_export import export_onnx
 
 CASES = ("stardist2d", "stardist3d", "n2v", "cellpose")
 BASE = "torch-bf16"
 DEVICE = ["cuda"]  # --device cpu: a dry run of the script on a machine without a GPU
-
-
-def _inputs(shape: tuple[int, ...], n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    base = rng.random(shape, dtype=np.float32)
-    return [np.ascontiguousarray(base * np.float32(1 + 1e-3 * i)) for i in range(n + 1)]
 
 
 def _as_list(out) -> list[torch.Tensor]:
@@ -115,18 +109,9 @@ def compare(title: str, net: torch.nn.Module, shape: tuple[int, ...], names: lis
         engines["ort-cpu"] = ort_engine(path, "CPUExecutionProvider")
     ref = engines["torch-fp32"](xs[0])
     scale = max(float(np.abs(r).max()) for r in ref) or 1.0
-    diff = {}
-    for name, run in engines.items():  # warm-up (cuDNN's searches, ONNX Runtime's allocations) and the check
-        for _ in range(2):
-            out = run(xs[0])
-        diff[name] = max(float(np.abs(a - b).max()) for a, b in zip(out, ref)) / scale
-    times: dict[str, list[float]] = {n: [] for n in engines}
-    for i in range(repeats):
-        for name, run in engines.items():
-            t = time.perf_counter()
-            run(xs[i + 1])
-            times[name].append(time.perf_counter() - t)
-    med = {n: statistics.median(t) for n, t in times.items()}
+    # the first run of each (cuDNN's searches, ONNX Runtime's allocations) also gives the difference
+    diff = {n: max(float(np.abs(a - b).max()) for a, b in zip(run(xs[0]), ref)) / scale for n, run in engines.items()}
+    med = interleaved({n: (lambda i, run=run: run(xs[i + 1])) for n, run in engines.items()}, repeats)
     cells = "  ".join(f"{n} {med[n] * 1000:.1f} ms ({med[BASE] / med[n]:.2f}x, diff {diff[n]:.1e})" for n in engines)
     print(f"{title} {'x'.join(map(str, shape))} (export {export_s:.0f} s): {cells}", flush=True)
 
@@ -154,18 +139,7 @@ def n2v(side: int) -> tuple[torch.nn.Module, tuple[int, ...], list[str]]:
 
 
 def cellpose(batch: int) -> tuple[torch.nn.Module, tuple[int, ...], list[str]]:
-    from cellpose.vit import CPSAM
-
-    class Flows(torch.nn.Module):  # the flows and probability, without the unused second output
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x)[0]
-
-    torch.manual_seed(0)
-    return Flows(CPSAM()), (batch, 3, 256, 256), ["flows"]  # random weights: speed does not depend on them
+    return cellpose_flows(), (batch, 3, 256, 256), ["flows"]
 
 
 def main(argv=None) -> int:
