@@ -9,6 +9,7 @@ heap alive then out of Python's full collections (``_collector``).
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import psygnal.qt
@@ -52,7 +53,7 @@ class DockPanel(QScrollArea):
         self.setMinimumWidth(0)
         self._handles: list[JobHandle] = []
         psygnal.qt.start_emitting_from_queue()  # store events from worker threads arrive on the GUI thread
-        STORE_EVENTS.changed.connect(self._store_changed, thread="main")
+        _listen_to_store(self)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.cancel_jobs)
@@ -75,12 +76,6 @@ class DockPanel(QScrollArea):
         self.cancel_jobs()
         super().closeEvent(event)
 
-    def _store_changed(self, folder: str) -> None:
-        try:
-            self.on_store_changed(folder)
-        except RuntimeError:  # the dock's Qt objects are gone (it is closing)
-            STORE_EVENTS.changed.disconnect(self._store_changed)
-
     def on_store_changed(self, folder: str) -> None:
         """A model was saved into (or removed from) the store; docks that list models refresh."""
 
@@ -90,6 +85,27 @@ class DockPanel(QScrollArea):
         hint.setWidth(min(hint.width(), MAX_MIN_WIDTH))
         hint.setHeight(min(hint.height(), 120))
         return hint
+
+
+def _listen_to_store(dock: DockPanel) -> None:
+    """Bring store changes to ``dock`` on the GUI thread while it lives; nothing here keeps it alive.
+
+    Queued for the GUI thread, a change can arrive after the dock is gone (its
+    Python object collected, or its Qt objects deleted): the listener then
+    removes itself instead of failing in napari's event loop.
+    """
+    ref = weakref.ref(dock)
+
+    def deliver(folder: str) -> None:
+        alive = ref()
+        try:
+            if alive is None:
+                raise RuntimeError("the dock is gone")
+            alive.on_store_changed(folder)
+        except RuntimeError:  # gone, or its Qt objects are (it is closing)
+            STORE_EVENTS.changed.disconnect(deliver)
+
+    STORE_EVENTS.changed.connect(deliver, thread="main")
 
 
 def _cancel_all(handles: list[JobHandle]) -> Callable[..., None]:
