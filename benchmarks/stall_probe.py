@@ -113,3 +113,21 @@ class StallProbe:
                 where += f" garbage collection {sum(gcs):.0f} ms"
             out.append(f"{gap:.0f} ms at {end - t0:.1f} s: {where}")
         return out
+
+
+def settle(limit_s: float = 60.0) -> float:
+    """Run the event loop until the docks' background warm-up is done (as the seconds before a user's first
+    click would), then a moment more for the heap freeze it schedules; returns the seconds waited."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_dlmicro.widgets._warm_up import warming
+
+    t0 = time.perf_counter()
+    while warming() and time.perf_counter() - t0 < limit_s:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    return time.perf_counter() - t0

@@ -41,9 +41,13 @@ def test_train_preview_apply_and_quality(dock, qtbot):
     assert tuple(out.scale) == (0.5, 0.5)
     assert "PSNR" in w.quality.text()
     first = out.data.copy()
+    moved = []
+    out.events.scale.connect(moved.append)
+    out.events.translate.connect(moved.append)
     w.apply_btn.click()  # a re-run updates the same layer, which keeps the last result meanwhile
     assert np.array_equal(viewer.layers["noisy [denoised]"].data, first)
     qtbot.waitUntil(lambda: w.job is None, timeout=60_000)
+    assert not moved  # the same placement: no transform change re-slices the viewer
     assert [layer.name for layer in viewer.layers].count("noisy [denoised]") == 1
     w._refresh_models()
     assert [w.models.itemText(i) for i in range(w.models.count())] == ["n2v_model"]

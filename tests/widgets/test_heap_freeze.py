@@ -51,3 +51,22 @@ def test_destroying_a_dock_frees_what_the_freeze_kept(make_napari_viewer, qtbot)
     assert gone() is not None  # frozen: the collector does not walk it
     dock.deleteLater()
     qtbot.waitUntil(lambda: gc.collect() >= 0 and gone() is None, timeout=2000)
+
+
+def test_freezing_new_objects_keeps_the_old_freeze_and_adds_what_came_since(make_napari_viewer, qtbot):
+    from napari_dlmicro.widgets._collector import freeze_new_objects
+
+    viewer = make_napari_viewer()
+    viewer.window.add_dock_widget(EvaluateWidget(viewer))
+    _settle(qtbot)
+    old = _Cycle()  # garbage made before the first freeze stays frozen (a thaw would free it)
+    frozen = gc.get_freeze_count()
+    gc.freeze()
+    gone = weakref.ref(old)
+    del old
+    kept = [[] for _ in range(1000)]  # lists: objects the collector tracks
+    freeze_new_objects()
+    _settle(qtbot)
+    assert gone() is not None  # not thawed: the collection walked only what was new
+    assert gc.get_freeze_count() >= frozen + 1000
+    assert kept

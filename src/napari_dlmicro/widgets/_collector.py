@@ -22,7 +22,7 @@ from qtpy.QtCore import QTimer
 
 _FROZEN_LAYERS: weakref.WeakSet = weakref.WeakSet()
 _VIEWERS: weakref.WeakSet = weakref.WeakSet()
-_STATE = {"docks": 0, "pending": False}
+_STATE = {"docks": 0, "pending": False, "thaw": False}
 
 
 def freeze_heap_for(viewer) -> None:
@@ -43,12 +43,27 @@ def dock_destroyed() -> None:
         _schedule_refreeze()
 
 
-def refreeze() -> None:
-    """Collect what is garbage now, then freeze everything alive (the layers of each viewer among it)."""
+def freeze_new_objects() -> None:
+    """Much was just made that stays (modules imported in the background): freeze it too, without a thaw.
+
+    The collection then walks only what is not frozen yet, a fraction of a full one.
+    """
+    if _STATE["docks"]:
+        _schedule_refreeze(thaw=False)
+
+
+def refreeze(thaw: bool = True) -> None:
+    """Collect what is garbage now, then freeze everything alive (the layers of each viewer among it).
+
+    ``thaw`` (the default) collects the frozen heap too; without it only what was made since the last freeze is.
+    """
     _STATE["pending"] = False
+    thaw = thaw or _STATE["thaw"]
+    _STATE["thaw"] = False
     if not _STATE["docks"]:
         return
-    gc.unfreeze()
+    if thaw:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
     _FROZEN_LAYERS.clear()
@@ -56,10 +71,11 @@ def refreeze() -> None:
         _FROZEN_LAYERS.update(viewer.layers)
 
 
-def _schedule_refreeze() -> None:
+def _schedule_refreeze(thaw: bool = True) -> None:
+    _STATE["thaw"] = _STATE["thaw"] or thaw  # one pending refreeze thaws if any of its requests asked to
     if not _STATE["pending"]:
         _STATE["pending"] = True
-        QTimer.singleShot(0, refreeze)
+        QTimer.singleShot(0, lambda: refreeze(thaw=False))
 
 
 def _layer_removed(event) -> None:

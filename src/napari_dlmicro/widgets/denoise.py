@@ -38,6 +38,7 @@ from napari_dlmicro.widgets._export_dialog import ModelExporter
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._status_line import StatusLine
+from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.workers import JobHandle, start_job
 
 NONE = "—"
@@ -73,6 +74,7 @@ class DenoiseWidget(DockPanel):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
         self._refresh_models()
+        warm_up(("optimiser", "onnx export"), ("safetensors.torch",))
 
     # the form's fields most used from outside, by their short names
     minutes = property(lambda self: self.form.minutes)
@@ -353,7 +355,11 @@ class DenoiseWidget(DockPanel):
         if name in self.viewer.layers:
             result = self.viewer.layers[name]
             result.data, result.contrast_limits = data, limits
-            result.scale, result.translate = placed.scale, placed.translate
+            # each change of a transform re-slices every layer and relays the dims: only where it changes
+            if not np.array_equal(result.scale, placed.scale):
+                result.scale = placed.scale
+            if not np.array_equal(result.translate, placed.translate):
+                result.translate = placed.translate
             return
         index = self.viewer.layers.index(layer) + 1
         result = self.viewer.add_image(data, name=name, scale=placed.scale, translate=placed.translate,

@@ -56,6 +56,7 @@ from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._segment_big import BigImageRuns, big_image_section
 from napari_dlmicro.widgets._settings_form import SettingsForm
 from napari_dlmicro.widgets._status_line import StatusLine
+from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.widgets.view_region import visible_region
 from napari_dlmicro.workers import JobHandle, start_job
 
@@ -85,6 +86,7 @@ class SegmentationWidget(DockPanel):
         camera(self.viewer).events.zoom.connect(self._schedule_live)
         self.viewer.dims.events.current_step.connect(self._schedule_live)
         offload.warm_up()
+        warm_up(("onnx export",))
 
     # -- layout -------------------------------------------------------------
     def _build(self) -> None:

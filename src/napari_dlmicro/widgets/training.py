@@ -14,7 +14,6 @@ import importlib
 import time
 from pathlib import Path
 
-import torch
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton
 
 from napari_dlmicro.core.data.augment import AUGMENTATION_TIPS
@@ -26,7 +25,6 @@ from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
 from napari_dlmicro.core.runtime.events import Metric, Metrics, Progress
-from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
 from napari_dlmicro.state.training import TrainingState, trainable_kinds
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
@@ -34,6 +32,7 @@ from napari_dlmicro.widgets._folder_row import FolderRow
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.widgets._settings_form import SettingsForm
 from napari_dlmicro.widgets._status_line import StatusLine
+from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.workers import JobHandle, start_job
 
 CELLPOSE_COST = ("Cellpose-SAM fine-tuning is meant for a GPU. On a CPU one 256x256 training step takes about a "
@@ -251,19 +250,11 @@ def _preload_cellpose() -> None:
 
 
 def _warm_up() -> None:
-    """Do once, on the GUI thread at dock creation, the slow first-time work of a training job.
+    """Start, in the background, the slow first-time work of a training job (see ``_warm_up``'s module).
 
-    The first optimiser imports ``torch._dynamo`` (seconds, holding the
-    import lock), the first validation starts the geometry helper process, and
-    the first checkpoint imports the model writers; an import of a compiled
-    module holds the GIL for tens of milliseconds. Done here, none of it
-    stalls napari while training runs.
+    Besides the first optimiser: the first validation starts the geometry
+    helper process, and the first checkpoint imports the model writers.
     """
-    for module in ("safetensors.torch", "skimage.segmentation", "skimage.util",
-                   "napari_dlmicro.core.models.stardist.train", "napari_dlmicro.core.models.stardist.folder",
-                   "napari_dlmicro.core.jobs.train"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    offload.warm_up()
-    avoid_triton_crash()
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    warm_up(("optimiser",), ("safetensors.torch", "skimage.segmentation", "skimage.util",
+                             "napari_dlmicro.core.models.stardist.train", "napari_dlmicro.core.models.stardist.folder",
+                             "napari_dlmicro.core.jobs.train"), also=offload.warm_up)
