@@ -5,7 +5,8 @@ The store: the bundled nuclei sample (512², uint16) mirrored into a seamless
 pyramid level (each half the one above, by striding, down to one chunk) written
 by ``ome_zarr.writer.write_multiscale`` as NGFF 0.4 (Zarr v2, Blosc) in
 --chunk² chunks. It is made once at --store and reused by later runs; it is
-deleted at the end unless --keep.
+deleted at the end unless --keep. Run it with ``NAPARI_ASYNC=1`` for napari's
+asynchronous rendering (chunks read off the GUI thread); the first line says which.
 
 1. *Pan and zoom.* In a 1366x768 viewer the store is opened through our
    reader (``viewer.open(path, plugin="napari-dlmicro")``) and, as the peer,
@@ -437,8 +438,11 @@ def main() -> None:
                    "another thread's frames has crashed CPython 3.11 here once, in the Run part)")
     p.add_argument("--skip", default="", help="parts to skip: any of 'pan', 'preview', 'run'")
     args = p.parse_args()
-    print(f"napari {napari.__version__}, zarr {zarr.__version__}, {os.cpu_count()} cores, load average at the "
-          f"start {load()}; --size {args.size} --chunk {args.chunk}")
+    from napari.settings import get_settings
+
+    rendering = "asynchronous" if get_settings().experimental.async_ else "synchronous (NAPARI_ASYNC=1: asynchronous)"
+    print(f"napari {napari.__version__} ({rendering} rendering), zarr {zarr.__version__}, {os.cpu_count()} cores, "
+          f"load average at the start {load()}; --size {args.size} --chunk {args.chunk}")
     made = make_store(args.store, args.size, args.chunk)
     print(f"store {args.size}² ({len(zarr.open_group(str(args.store), mode='r'))} levels): "
           f"{f'written in {made:.0f} s' if made else 'reused'}, {disk_bytes(args.store) / 1e9:.2f} GB on disk")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_dlmicro._render_hint import hint_async_rendering
 from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.tiff_metadata import UM, layer_axes
 from napari_dlmicro.core.io.tiff_read import ImageData, layer_scale, read_image, split_channels
@@ -37,7 +38,10 @@ def read_tiffs(path: PathLike) -> list[LayerData]:
     paths = [path] if isinstance(path, str) else list(path)
     layers: list[LayerData] = []
     for p in paths:
-        layers.extend(image_layers(read_image(p), source=p))
+        image = read_image(p)
+        layers.extend(image_layers(image, source=p))
+        if not isinstance(image.data, np.ndarray):  # opened lazily: read as napari shows it
+            hint_async_rendering(image.name, image.data.shape, image.axes)
     return layers
 
 

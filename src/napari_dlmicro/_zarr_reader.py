@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from napari_dlmicro._render_hint import hint_async_rendering
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.ome_zarr import ZARR_SUFFIXES, is_zarr, ome_metadata, open_image, open_images
@@ -55,6 +56,7 @@ def read_ome_zarr(path: str | list[str]) -> list[LayerData]:
                 continue
             layers.append(_image_layer(image))
             layers += _image_labels(image)
+            hint_async_rendering(image.name, image.shape, image.axes)
     return layers
 
 
