@@ -217,3 +217,20 @@ def test_a_cancel_stops_the_export_and_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(Cancelled):
         cached_onnx(_tiny_net(), torch.zeros((1, 1, 64, 64)), ("prob", "dist"), "abc", token)
     assert not list((tmp_path / "engines").glob("*.onnx"))
+
+
+def test_warming_up_the_exporter_leaves_nothing_behind_and_waits_for_a_running_export(tmp_path, monkeypatch):
+    import threading
+
+    from napari_dlmicro.core.models.engines import onnx_export
+
+    monkeypatch.setenv("DLMICRO_MODELS", str(tmp_path / "models"))
+    done = []
+    with onnx_export._LOCK:  # an export of a job in progress: the warm-up waits for it
+        warm = threading.Thread(target=lambda: done.append(onnx_export.warm_up_exporter()))
+        warm.start()
+        warm.join(0.2)
+        assert warm.is_alive() and not done
+    warm.join(60)
+    assert done == [None]
+    assert not (tmp_path / "models").exists()  # a temporary file only, never the engine cache

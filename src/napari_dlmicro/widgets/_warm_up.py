@@ -2,9 +2,7 @@
 
 A job's first run imports what it has not needed before: the first optimiser
 imports ``torch._dynamo`` (about 900 modules, over a second), the first ONNX
-export ``torch.onnx``, the first checkpoint the model writers, and napari's
-first Labels layer loads (or compiles) its colormap's numba functions, 0.15 s
-of a first layer's 0.45 s. Inside a job
+export ``torch.onnx``, the first checkpoint the model writers. Inside a job
 those imports made Python's collector walk the new objects while napari
 waited (40-60 ms stalls, 2 s into a Denoising run), and an import of a
 compiled module holds the GIL for tens of milliseconds. Done here, on a
@@ -12,15 +10,18 @@ helper thread right after the dock opens, none of it lands inside a job; when
 it is done the new objects are frozen out of later collections
 (``_collector``). A click that comes sooner waits on the import lock, as it
 would have anyway.
+
+Only imports and our own functions run here, never napari's: napari's layers
+are not made off the GUI thread (a Labels layer made here, to compile its
+colormap ahead, raced napari's first use of its unit registry and broke the
+opening of an image).
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
 
@@ -49,24 +50,12 @@ def _optimiser() -> None:
 
 
 def _onnx_export() -> None:
-    import torch
+    from napari_dlmicro.core.models.engines.onnx_export import warm_up_exporter
 
-    from napari_dlmicro.core.models.engines.onnx_export import export_onnx
-
-    with tempfile.TemporaryDirectory() as folder:  # the exporter's lazy imports, on a one-layer network
-        export_onnx(torch.nn.Conv2d(1, 1, 3), torch.zeros(1, 1, 8, 8), Path(folder) / "warm.onnx", ["output"])
+    warm_up_exporter()
 
 
-def _labels_colormap() -> None:
-    import numpy as np
-    from napari.layers import Labels
-
-    for dtype in (np.uint16, np.uint32, np.int32):  # the ids our jobs write; napari compiles its mapping per type
-        Labels(np.zeros((2, 2), dtype))
-
-
-TASKS: dict[str, Callable[[], None]] = {"optimiser": _optimiser, "onnx export": _onnx_export,
-                                        "labels colormap": _labels_colormap}
+TASKS: dict[str, Callable[[], None]] = {"optimiser": _optimiser, "onnx export": _onnx_export}
 
 
 def warm_up(tasks: Iterable[str] = (), modules: Iterable[str] = (), also: Callable[[], None] | None = None) -> None:

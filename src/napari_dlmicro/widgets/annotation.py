@@ -40,7 +40,6 @@ from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._folder_row import FolderRow
 from napari_dlmicro.widgets._napari_compat import view_direction
-from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.workers import JobHandle, start_job
 
 INSTANCE_KINDS = tuple(k.name for k in kinds(Task.SEGMENT) if k.trains_on is TrainsOn.MASKS)  # objects, not classes
@@ -59,7 +58,6 @@ class AnnotationWidget(DockPanel):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        warm_up(("labels colormap",))  # napari's first Labels layer, in the background
         self.state = AnnotationState()
         self.state.restore()
         self.handle: JobHandle | None = None

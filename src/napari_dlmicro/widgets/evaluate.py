@@ -18,7 +18,6 @@ from napari_dlmicro.state.evaluate import EvaluateState
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
-from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.workers import JobHandle, start_job
 
 ERRORS_SUFFIX = " [errors]"
@@ -30,7 +29,6 @@ class EvaluateWidget(DockPanel):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        warm_up(("labels colormap",))  # napari's first Labels layer, in the background
         self.state = EvaluateState()
         self.handle: JobHandle | None = None
         self.scores = None

@@ -78,6 +78,17 @@ def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, output_names:
     return path
 
 
+def warm_up_exporter() -> None:
+    """Export a one-layer network to a temporary file: the exporter's first-time imports, done ahead of a job.
+
+    Under the same lock as :func:`cached_onnx`: torch's exporter keeps global state, so two never overlap.
+    """
+    import tempfile
+
+    with _LOCK, tempfile.TemporaryDirectory() as folder:
+        export_onnx(nn.Conv2d(1, 1, 3), torch.zeros(1, 1, 8, 8), Path(folder) / "warm.onnx", ["output"])
+
+
 def cached_onnx(net: nn.Module, example: torch.Tensor, output_names: Sequence[str], fingerprint: str,
                 token: CancelToken = NEVER) -> Path:
     """The ONNX file of ``net`` for ``fingerprint``, exported on first use (a cancel stops the export)."""
