@@ -54,3 +54,27 @@ def test_bad_inputs_exit_2_with_one_line(folders, capsys):
     assert "constant" in capsys.readouterr().err
     assert not (folders / "o2").exists() or not any((folders / "o2").iterdir())
     assert main(["denoise", str(folders / "raw"), "-m", str(folders / "nothing"), "-o", str(folders / "o3")]) == 2
+
+
+def test_views_choose_the_test_time_views_and_refuse_other_counts(folders, monkeypatch, capsys):
+    from napari_dlmicro.core.jobs import denoise as jobs
+
+    assert main(["train", "n2v", "--images", str(folders / "raw"), "-o", str(folders / "m"),
+                 "--epochs", "1", "--patch", "32", "--batch-size", "2", "--device", "cpu"]) == 0
+    seen = []
+    real = jobs.denoise_job
+
+    def spy(model, image, axes=None, channels=None, tile=None, tta=False, **kw):
+        seen.append(tta)
+        return (yield from real(model, image, axes, channels, tile, tta, **kw))
+
+    monkeypatch.setattr(jobs, "denoise_job", spy)
+    raw = str(folders / "raw" / "im0.tif")
+    for views, tta in ((None, True), ("1", False), ("8", True)):
+        seen.clear()
+        args = ["denoise", raw, "-m", str(folders / "m"), "-o", str(folders / "out")] + (["--views", views] if views else [])
+        assert main(args) == 0
+        assert seen == [tta]
+    with pytest.raises(SystemExit):
+        main(["denoise", raw, "-m", str(folders / "m"), "-o", str(folders / "out"), "--views", "4"])
+    assert "1, 8" in capsys.readouterr().err

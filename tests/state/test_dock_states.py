@@ -73,3 +73,23 @@ def test_iou_thresholds_are_parsed_and_checked():
         parse_ious("0.5 2")
     with pytest.raises(UserError, match="numbers"):
         parse_ious("half")
+
+
+def test_denoise_state_remembers_the_views_apply_averages(tmp_path, monkeypatch):
+    import pytest
+
+    from napari_dlmicro.core.errors import UserError
+    from napari_dlmicro.state.denoise import DenoiseState
+
+    monkeypatch.setenv("DLMICRO_CONFIG", str(tmp_path / "config"))
+    state = DenoiseState()
+    assert state.views == "8" and state.apply_tta()
+    state.views = "1"
+    assert not state.apply_tta()
+    state.remember()
+    again = DenoiseState()
+    again.restore()
+    assert again.views == "1"
+    again.views = "3"
+    with pytest.raises(UserError, match="1, 8"):
+        again.apply_tta()

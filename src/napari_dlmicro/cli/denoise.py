@@ -22,7 +22,7 @@ from napari_dlmicro.core.io.lazy import open_tiff_lazily, should_open_lazily
 from napari_dlmicro.core.io.ome_zarr import open_images
 from napari_dlmicro.core.jobs.blockwise_denoise import BlockwiseDenoiseJob, blockwise_denoise_job
 from napari_dlmicro.core.jobs.blockwise_segment import DEFAULT_BLOCK
-from napari_dlmicro.core.jobs.denoise import DENOISE_SETTINGS, denoise_files_job, n2v_files_job
+from napari_dlmicro.core.jobs.denoise import DENOISE_SETTINGS, denoise_files_job, n2v_files_job, views_to_tta
 from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING
 from napari_dlmicro.core.models.loader import kind_of, load_model
 from napari_dlmicro.core.models.registry import BUDGET, Task, get_kind
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         job = BlockwiseDenoiseJob(image=image, model=args.model, output=out / f"{image.name}_denoised.ome.zarr",
                                   block=args.block or DEFAULT_BLOCK, resume=args.resume, cluster=cluster_choice(args),
                                   tile=args.tile or None,  # unset: each block in one go, like the whole image
-                                  device=args.device, previews=False)
+                                  tta=views_to_tta(args.views), device=args.device, previews=False)
         done = run_with_progress(lambda token, job=job: blockwise_denoise_job(job, token), f"denoising {image.name}")
         written.append(done.image)
     if not files:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n2v:
         written += run_with_progress(lambda token: n2v_files_job(
             files, out, given(args, N2V_BUDGET), args.save_model, args.axes, args.device, tile or None, token,
-            engine=engine), "train n2v, then denoise")
+            engine=engine, tta=views_to_tta(args.views)), "train n2v, then denoise")
     else:
         if args.save_model:
             raise UserError("--save-model only applies with --n2v", "drop --save-model, the model is already saved")
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                             "pick a Noise2Void or CARE model, or train one with --n2v")
         model = load_model(args.model, resolve_device(args.device), trust_code=args.trust_code)
         written += run_with_progress(lambda token: denoise_files_job(files, out, model, args.axes, tile or None,
-                                                                    token=token, engine=engine), "denoising")
+                                                                    views_to_tta(args.views), token=token,
+                                                                    engine=engine), "denoising")
     for path in written:
         print(path)
     return 0

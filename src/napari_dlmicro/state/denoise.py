@@ -11,7 +11,14 @@ from psygnal import evented
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.evaluation.restoration import quality_text
 from napari_dlmicro.core.io.axes import default_axes, normalize_axes
-from napari_dlmicro.core.jobs.denoise import Applied, growth, output_scale, output_translate
+from napari_dlmicro.core.jobs.denoise import (
+    VIEWS_SETTING,
+    Applied,
+    growth,
+    output_scale,
+    output_translate,
+    views_to_tta,
+)
 from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engine, engine_choices
 from napari_dlmicro.core.models.registry import Task, get_kind, kinds
 from napari_dlmicro.core.models.restoration.network import RestorationModel
@@ -36,6 +43,7 @@ class DenoiseState:
     inputs_folder: str = ""  # CARE pairs from two folders instead of layers ("" : layers)
     targets_folder: str = ""
     engine: str = ENGINE_SETTING.default  # where "Apply" runs the network on the CPU
+    views: str = str(VIEWS_SETTING.default)  # test-time views "Apply" averages (1 or 8)
     status: JobStatus = field(default_factory=JobStatus)
     values: SettingValues = field(default_factory=SettingValues)
 
@@ -77,9 +85,14 @@ class DenoiseState:
         """The engine "Apply" runs on, checked."""
         return check_engine(ENGINE_SETTING.check(self.engine))
 
+    def apply_tta(self) -> bool:
+        """Whether "Apply" averages the eight test-time views, checked."""
+        return views_to_tta(VIEWS_SETTING.check(self.views))
+
     def remember(self) -> None:
         """Save the form for the next session."""
-        save_settings(SECTION, {"kind": self.kind, "values": self.values.raw(), "engine": self.engine})
+        save_settings(SECTION, {"kind": self.kind, "values": self.values.raw(), "engine": self.engine,
+                                "views": self.views})
 
     def restore(self) -> None:
         """Put back the last session's form."""
@@ -90,6 +103,8 @@ class DenoiseState:
             self.name = f"{kind}_model"
         if saved.get("engine") in engine_choices():
             self.engine = str(saved["engine"])
+        if str(saved.get("views")) in VIEWS_SETTING.choices:
+            self.views = str(saved["views"])
         values = saved.get("values")
         self.values.set_specs(get_kind(self.kind).train_settings, values if isinstance(values, dict) else None)
 

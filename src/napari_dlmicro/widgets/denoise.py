@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLa
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.axes import default_axes
 from napari_dlmicro.core.io.files import tiff_files
-from napari_dlmicro.core.jobs.denoise import apply_job, denoise_files_job, load_restorer
+from napari_dlmicro.core.jobs.denoise import VIEWS_SETTING, apply_job, denoise_files_job, load_restorer
 from napari_dlmicro.core.jobs.train import read_training_data, train_job
 from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, engine_choices
 from napari_dlmicro.core.models.paths import store_dir
@@ -96,6 +96,9 @@ class DenoiseWidget(DockPanel):
         self.engine_combo = QComboBox(toolTip=ENGINE_SETTING.help)
         self.engine_combo.addItems(engine_choices())
         apply_form.addRow("engine", bind(self.form.state, "engine", self.engine_combo))
+        self.views_combo = QComboBox(toolTip=VIEWS_SETTING.help)
+        self.views_combo.addItems(VIEWS_SETTING.choices)
+        apply_form.addRow("views", bind(self.form.state, "views", self.views_combo))
         apply_form.addRow("ground truth", self.truth)
         apply_row = QHBoxLayout()
         for b in (self.load_btn, self.package_btn, self.apply_btn, self.folder_btn):
@@ -303,7 +306,7 @@ class DenoiseWidget(DockPanel):
             return
         model, data, axes = self.model, np.asarray(layer.data), self._axes()
         try:
-            engine = self.form.state.apply_engine()
+            engine, tta = self.form.state.apply_engine(), self.form.state.apply_tta()
         except UserError as exc:
             self.status.setText(str(exc))
             return
@@ -321,7 +324,7 @@ class DenoiseWidget(DockPanel):
             self._result_layer(layer, placeholder(placed), tuple(layer.contrast_limits), placed)
         self._busy(True)
         self.job = self.track(start_job(
-            lambda token: apply_job(model, data, axes, truth_data, tta=model.kind == "n2v", token=token,
+            lambda token: apply_job(model, data, axes, truth_data, tta=tta, token=token,
                                     engine=engine),
             title="denoise", on_event=self._on_event, on_result=lambda res: self._show_result(layer, res, placed),
             on_error=self._on_error, on_finished=self._on_apply_finished))
@@ -383,10 +386,15 @@ class DenoiseWidget(DockPanel):
         except UserError as exc:
             self.status.setText(str(exc))
             return None
+        try:
+            tta = self.form.state.apply_tta()
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return None
         model, axes, engine = self.model, self._axes(), self.form.state.engine
         self._busy(True)
         self.job = self.track(start_job(
-            lambda token: denoise_files_job(files, dst, model, axes, token=token, engine=engine),
+            lambda token: denoise_files_job(files, dst, model, axes, tta=tta, token=token, engine=engine),
             title="denoise folder",
             on_event=self._on_event, on_result=lambda written: self.status.setText(
                 f"{len(written)} file(s) written to {dst}"),
