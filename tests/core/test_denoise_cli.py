@@ -72,7 +72,8 @@ def test_views_choose_the_test_time_views_and_refuse_other_counts(folders, monke
     raw = str(folders / "raw" / "im0.tif")
     for views, tta in ((None, True), ("1", False), ("8", True)):
         seen.clear()
-        args = ["denoise", raw, "-m", str(folders / "m"), "-o", str(folders / "out")] + (["--views", views] if views else [])
+        args = ["denoise", raw, "-m", str(folders / "m"), "-o", str(folders / "out")]
+        args += ["--views", views] if views else []
         assert main(args) == 0
         assert seen == [tta]
     with pytest.raises(SystemExit):
