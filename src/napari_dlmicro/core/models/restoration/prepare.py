@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from napari_dlmicro.core.data.samples import channel_range, check_image, fit_patch, normalise, to_samples
 from napari_dlmicro.core.errors import UserError
@@ -74,6 +75,7 @@ def prepare_training(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]
     title = "Noise2Void" if s.kind == "n2v" else "CARE"
     extra = {"normalization": norm, "channels": s.channels, "input_axes": layout.axes,
              "description": f"{title} {layout.spatial}, trained with napari-dlmicro"}
+    torch.manual_seed(s.seed)  # the seed fixes the network's start, as in every other kind's training
     model = build_model(s.kind, ndim, n_ch, s.depth or (3 if ndim == 2 else 2), s.filters, extra,
                         n2v2=s.kind == "n2v" and s.strategy == "n2v2" and s.n2v2_net, factors=factors)
     grown_z = model.config.get("upsample", {}).get("axes") == "Z"
