@@ -26,8 +26,18 @@ def dock(make_napari_viewer, tmp_path, monkeypatch):
     return viewer, w
 
 
-def test_train_preview_apply_and_quality(dock, qtbot):
+def test_train_preview_apply_and_quality(dock, qtbot, monkeypatch):
+    from napari_dlmicro.widgets import denoise as dock_module
+
     viewer, w = dock
+    views = []
+    real_apply = dock_module.apply_job
+
+    def apply_job(*args, tta, **kwargs):
+        views.append(tta)
+        return real_apply(*args, tta=tta, **kwargs)
+
+    monkeypatch.setattr(dock_module, "apply_job", apply_job)
     w.minutes.setValue(0.1)
     w.train_btn.click()
     qtbot.waitUntil(lambda: w.job is None, timeout=90_000)
@@ -44,10 +54,12 @@ def test_train_preview_apply_and_quality(dock, qtbot):
     moved = []
     out.events.scale.connect(moved.append)
     out.events.translate.connect(moved.append)
+    w.views_combo.setCurrentText("1")  # the re-run for speed: one view
     w.apply_btn.click()  # a re-run updates the same layer, which keeps the last result meanwhile
     assert np.array_equal(viewer.layers["noisy [denoised]"].data, first)
     qtbot.waitUntil(lambda: w.job is None, timeout=60_000)
     assert not moved  # the same placement: no transform change re-slices the viewer
+    assert views == [True, False]  # 8 views by default, then the one chosen
     assert [layer.name for layer in viewer.layers].count("noisy [denoised]") == 1
     w._refresh_models()
     assert [w.models.itemText(i) for i in range(w.models.count())] == ["n2v_model"]
