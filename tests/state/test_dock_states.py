@@ -82,14 +82,12 @@ def test_denoise_state_remembers_the_views_apply_averages(tmp_path, monkeypatch)
     from napari_dlmicro.state.denoise import DenoiseState
 
     monkeypatch.setenv("DLMICRO_CONFIG", str(tmp_path / "config"))
-    state = DenoiseState()
-    assert state.views == "8" and state.apply_tta()
-    state.views = "1"
-    assert not state.apply_tta()
-    state.remember()
-    again = DenoiseState()
-    again.restore()
-    assert again.views == "1"
-    again.views = "3"
+    assert DenoiseState().apply_tta()  # 8 views unless asked otherwise
+    for views, averaged in (("1", False), ("8", True)):
+        chosen = DenoiseState(views=views)
+        chosen.remember()
+        restored = DenoiseState()
+        restored.restore()
+        assert (restored.views, restored.apply_tta()) == (views, averaged)
     with pytest.raises(UserError, match="1, 8"):
-        again.apply_tta()
+        DenoiseState(views="3").apply_tta()
