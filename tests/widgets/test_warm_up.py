@@ -28,8 +28,12 @@ def test_a_failing_warm_up_leaves_the_work_to_the_job_quietly(qtbot):
     def broken() -> None:
         raise RuntimeError("no exporter here")
 
-    _warm_up.warm_up(also=broken)
-    qtbot.waitUntil(lambda: not _warm_up.warming(), timeout=60_000)
+    _warm_up.TASKS["broken task"] = broken
+    try:
+        _warm_up.warm_up(("broken task",))
+        qtbot.waitUntil(lambda: not _warm_up.warming(), timeout=60_000)
+    finally:
+        del _warm_up.TASKS["broken task"]
 
 
 def test_the_denoising_dock_imports_the_optimiser_and_exporter_before_a_job_and_freezes_them(

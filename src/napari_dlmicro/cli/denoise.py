@@ -68,12 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if lazy and args.n2v:
         raise UserError("--n2v trains on the inputs in memory, which OME-Zarr and very large inputs are not",
                         "train Noise2Void on TIFF crops (napari-dlmicro train n2v), then denoise with -m MODEL")
+    tta = views_to_tta(args.views)
     written = []
     for image in lazy:
         job = BlockwiseDenoiseJob(image=image, model=args.model, output=out / f"{image.name}_denoised.ome.zarr",
                                   block=args.block or DEFAULT_BLOCK, resume=args.resume, cluster=cluster_choice(args),
                                   tile=args.tile or None,  # unset: each block in one go, like the whole image
-                                  tta=views_to_tta(args.views), device=args.device, previews=False)
+                                  tta=tta, device=args.device, previews=False)
         done = run_with_progress(lambda token, job=job: blockwise_denoise_job(job, token), f"denoising {image.name}")
         written.append(done.image)
     if not files:
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n2v:
         written += run_with_progress(lambda token: n2v_files_job(
             files, out, given(args, N2V_BUDGET), args.save_model, args.axes, args.device, tile or None, token,
-            engine=engine, tta=views_to_tta(args.views)), "train n2v, then denoise")
+            engine=engine, tta=tta), "train n2v, then denoise")
     else:
         if args.save_model:
             raise UserError("--save-model only applies with --n2v", "drop --save-model, the model is already saved")
@@ -97,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
                             "pick a Noise2Void or CARE model, or train one with --n2v")
         model = load_model(args.model, resolve_device(args.device), trust_code=args.trust_code)
         written += run_with_progress(lambda token: denoise_files_job(files, out, model, args.axes, tile or None,
-                                                                    views_to_tta(args.views), token=token,
-                                                                    engine=engine), "denoising")
+                                                                    tta, token=token, engine=engine), "denoising")
     for path in written:
         print(path)
     return 0

@@ -52,14 +52,14 @@ def freeze_new_objects() -> None:
         _schedule_refreeze(thaw=False)
 
 
-def refreeze(thaw: bool = True) -> None:
+def refreeze() -> None:
     """Collect what is garbage now, then freeze everything alive (the layers of each viewer among it).
 
-    ``thaw`` (the default) collects the frozen heap too; without it only what was made since the last freeze is.
+    When every request since the last one asked for no thaw (:func:`freeze_new_objects`), only what was made
+    since the last freeze is collected; otherwise the frozen heap is thawed and collected too.
     """
     _STATE["pending"] = False
-    thaw = thaw or _STATE["thaw"]
-    _STATE["thaw"] = False
+    thaw, _STATE["thaw"] = _STATE["thaw"], False
     if not _STATE["docks"]:
         return
     if thaw:
@@ -75,7 +75,7 @@ def _schedule_refreeze(thaw: bool = True) -> None:
     _STATE["thaw"] = _STATE["thaw"] or thaw  # one pending refreeze thaws if any of its requests asked to
     if not _STATE["pending"]:
         _STATE["pending"] = True
-        QTimer.singleShot(0, lambda: refreeze(thaw=False))
+        QTimer.singleShot(0, refreeze)
 
 
 def _layer_removed(event) -> None:

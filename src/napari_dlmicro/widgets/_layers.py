@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Labels
 
+from napari_dlmicro.state.segmentation import labels_dtype
 from napari_dlmicro.widgets._napari_compat import redraw_labels_region
 
 
@@ -11,6 +12,30 @@ def output_name(image_name: str, model_name: str) -> str:
     """``nuclei [stardist]``-style name for an output layer."""
     short = model_name.split(":")[-1] if model_name else "model"
     return f"{image_name} [{short}]"
+
+
+def image_next_to(viewer, layer, name: str, data: np.ndarray, limits, placed) -> Image:
+    """The Image layer ``name`` showing ``data`` over ``layer`` (``placed``: its scale and translate), made just
+    above it in the list or, when there, updated in place."""
+    if name in viewer.layers:
+        result = viewer.layers[name]
+        result.data, result.contrast_limits = data, limits
+        # each change of a transform re-slices every layer and relays the dims: only where it changes
+        if not np.array_equal(result.scale, placed.scale):
+            result.scale = placed.scale
+        if not np.array_equal(result.translate, placed.translate):
+            result.translate = placed.translate
+        return result
+    result = viewer.add_image(data, name=name, scale=placed.scale, translate=placed.translate, contrast_limits=limits)
+    viewer.layers.move(viewer.layers.index(result), viewer.layers.index(layer) + 1)
+    viewer.layers.selection.active = layer
+    return result
+
+
+def widen_labels(layer: Labels, largest: int) -> None:
+    """Give ``layer`` a wider integer type when ``largest`` does not fit its own."""
+    if largest > np.iinfo(layer.data.dtype).max:
+        layer.data = layer.data.astype(labels_dtype(largest))
 
 
 def ensure_labels_layer(viewer, name: str, shape: tuple[int, ...], like: Image, dtype=np.uint32) -> Labels:

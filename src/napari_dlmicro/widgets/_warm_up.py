@@ -55,22 +55,25 @@ def _onnx_export() -> None:
     warm_up_exporter()
 
 
-TASKS: dict[str, Callable[[], None]] = {"optimiser": _optimiser, "onnx export": _onnx_export}
+def _helper_process() -> None:
+    from napari_dlmicro.core.runtime import offload
+
+    offload.warm_up()
 
 
-def warm_up(tasks: Iterable[str] = (), modules: Iterable[str] = (), also: Callable[[], None] | None = None) -> None:
-    """Run ``tasks`` (names in :data:`TASKS`), import ``modules`` and call ``also``, each once per process.
+TASKS: dict[str, Callable[[], None]] = {"optimiser": _optimiser, "onnx export": _onnx_export,
+                                        "helper process": _helper_process}
+
+
+def warm_up(tasks: Iterable[str] = (), modules: Iterable[str] = ()) -> None:
+    """Run ``tasks`` (names in :data:`TASKS`) and import ``modules``, each once per process.
 
     On a daemon thread; returns at once. Call on the GUI thread (from a dock's ``__init__``).
     """
     with _LOCK:
         todo = [t for t in tasks if t not in _DONE] + [m for m in modules if m not in _DONE]
         _DONE.update(todo)
-        if also is not None and also.__qualname__ not in _DONE:
-            _DONE.add(also.__qualname__)
-        else:
-            also = None
-    if not todo and also is None:
+    if not todo:
         return
     if not _RELAY:
         _RELAY.append(_Relay())
@@ -81,9 +84,6 @@ def warm_up(tasks: Iterable[str] = (), modules: Iterable[str] = (), also: Callab
         for name in todo:
             with contextlib.suppress(Exception):  # a warm-up that fails leaves the work to the job, as before
                 TASKS[name]() if name in TASKS else importlib.import_module(name)
-        if also is not None:
-            with contextlib.suppress(Exception):
-                also()
         with contextlib.suppress(RuntimeError):  # the application may have gone meanwhile
             relay.done.emit()
 

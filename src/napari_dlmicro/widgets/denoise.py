@@ -35,6 +35,7 @@ from napari_dlmicro.widgets._code_trust import trust_for
 from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._export_dialog import ModelExporter
+from napari_dlmicro.widgets._layers import image_next_to
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._status_line import StatusLine
@@ -321,7 +322,8 @@ class DenoiseWidget(DockPanel):
         name = f"{layer.name} [denoised]"
         self._placeholder = None if name in self.viewer.layers else name  # removed again if no result comes
         if self._placeholder is not None:  # a re-run keeps showing the previous result until the new one
-            self._result_layer(layer, placeholder(placed), tuple(layer.contrast_limits), placed)
+            # at the click: adding a layer holds the viewer ~0.1 s, better then than when the result comes
+            image_next_to(self.viewer, layer, name, placeholder(placed), tuple(layer.contrast_limits), placed)
         self._busy(True)
         self.job = self.track(start_job(
             lambda token: apply_job(model, data, axes, truth_data, tta=tta, token=token,
@@ -343,32 +345,13 @@ class DenoiseWidget(DockPanel):
         in place on a re-run."""
         if self.job is None:
             return  # cancelled meanwhile
-        self._result_layer(layer, res.image, res.limits, placed)
+        image_next_to(self.viewer, layer, f"{layer.name} [denoised]", res.image, res.limits, placed)
         self._placeholder = None
         preview = f"{layer.name} [preview]"
         if preview in self.viewer.layers:  # the trained model's output replaces the training snapshot
             self.viewer.layers[preview].visible = False
         self.status.setText(f"denoised {layer.name}")
         self.quality.setText(result_text(res))
-
-    def _result_layer(self, layer, data: np.ndarray, limits, placed: Placement) -> None:
-        """Create the output layer next to its input (at the click: adding a layer stalls the viewer
-        ~0.1 s), or update it in place."""
-        name = f"{layer.name} [denoised]"
-        if name in self.viewer.layers:
-            result = self.viewer.layers[name]
-            result.data, result.contrast_limits = data, limits
-            # each change of a transform re-slices every layer and relays the dims: only where it changes
-            if not np.array_equal(result.scale, placed.scale):
-                result.scale = placed.scale
-            if not np.array_equal(result.translate, placed.translate):
-                result.translate = placed.translate
-            return
-        index = self.viewer.layers.index(layer) + 1
-        result = self.viewer.add_image(data, name=name, scale=placed.scale, translate=placed.translate,
-                                       contrast_limits=limits)
-        self.viewer.layers.move(self.viewer.layers.index(result), index)
-        self.viewer.layers.selection.active = layer
 
     def _apply_folder_dialog(self) -> None:
         src = QFileDialog.getExistingDirectory(self, "Folder of images to denoise")

@@ -38,18 +38,18 @@ from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
 from napari_dlmicro.core.runtime.events import Preview, PreviewKind, Progress
 from napari_dlmicro.state.code_trust import CodeTrust
-from napari_dlmicro.state.segmentation import (
-    JOB_SETTINGS,
-    SegmentationState,
-    labels_dtype,
-    layer_axes,
-    model_kind,
-)
+from napari_dlmicro.state.segmentation import JOB_SETTINGS, SegmentationState, layer_axes, model_kind
 from napari_dlmicro.widgets._bind import bind, spin_for
 from napari_dlmicro.widgets._code_trust import trust_for
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._export_dialog import ModelExporter
-from napari_dlmicro.widgets._layers import ensure_labels_layer, output_name, result_bands, write_labels_region
+from napari_dlmicro.widgets._layers import (
+    ensure_labels_layer,
+    output_name,
+    result_bands,
+    widen_labels,
+    write_labels_region,
+)
 from napari_dlmicro.widgets._lazy_layers import is_big
 from napari_dlmicro.widgets._model_choice import confirm_cpu_cost
 from napari_dlmicro.widgets._napari_compat import camera
@@ -322,15 +322,10 @@ class SegmentationWidget(DockPanel):
         out = self._out_layer
         if out is None:
             return
-        self._fit_dtype(int(ev.data.max(initial=0)))
+        widen_labels(out, int(ev.data.max(initial=0)))
         self._tiles_shown += 1
         current = out.data[ev.region]
         write_labels_region(out, ev.region, np.where(ev.data > 0, ev.data, current).astype(out.data.dtype, copy=False))
-
-    def _fit_dtype(self, largest: int) -> None:
-        out = self._out_layer
-        if largest > np.iinfo(out.data.dtype).max:
-            out.data = out.data.astype(labels_dtype(largest))
 
     def _on_result(self, result: SegmentResult, handle: JobHandle | None) -> None:
         if handle is None or handle is not self.handle or handle.cancelled:
@@ -340,7 +335,7 @@ class SegmentationWidget(DockPanel):
         if out is None or out.data.shape != result.full_shape:
             layer, name = self._pending
             out = self._out_layer = ensure_labels_layer(self.viewer, name, result.full_shape, layer, np.uint16)
-        self._fit_dtype(int(result.labels.max(initial=0)))
+        widen_labels(out, int(result.labels.max(initial=0)))
         # Written band by band between events, so a large result never freezes the viewer.
         self._bands = list(result_bands(result.placement, result.labels.shape))
         self._apply_next_band()

@@ -22,7 +22,6 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.train import train_job
 from napari_dlmicro.core.models.cellpose.weights import import_cellpose
 from napari_dlmicro.core.models.store import list_models
-from napari_dlmicro.core.runtime import offload
 from napari_dlmicro.core.runtime.devices import DEVICE_CHOICES
 from napari_dlmicro.core.runtime.events import Metric, Metrics, Progress
 from napari_dlmicro.state.training import TrainingState, trainable_kinds
@@ -255,6 +254,6 @@ def _warm_up() -> None:
     Besides the first optimiser: the first validation starts the geometry
     helper process, and the first checkpoint imports the model writers.
     """
-    warm_up(("optimiser",), ("safetensors.torch", "skimage.segmentation", "skimage.util",
-                             "napari_dlmicro.core.models.stardist.train", "napari_dlmicro.core.models.stardist.folder",
-                             "napari_dlmicro.core.jobs.train"), also=offload.warm_up)
+    warm_up(("optimiser", "helper process"),
+            ("safetensors.torch", "skimage.segmentation", "skimage.util", "napari_dlmicro.core.models.stardist.train",
+             "napari_dlmicro.core.models.stardist.folder", "napari_dlmicro.core.jobs.train"))

@@ -28,7 +28,6 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.lazy import LazyImage
 from napari_dlmicro.core.io.ngff_write import OutputSpec, create_output, finish_output, pyramid_shapes
 from napari_dlmicro.core.jobs.blockwise_segment import DEFAULT_BLOCK, pyramid_pass
-from napari_dlmicro.core.jobs.denoise import views_to_tta
 from napari_dlmicro.core.models.restoration.network import RestorationModel, load_restoration
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, scatter
@@ -41,7 +40,7 @@ class BlockwiseDenoiseJob:
     """What to denoise blockwise, into which store (``<stem>_denoised.ome.zarr``), on which cluster.
 
     ``tile`` None restores each block (with its halo) in one go: the block
-    size bounds the memory. ``tta`` None: the default views (:data:`...denoise.VIEWS_SETTING`), as in memory.
+    size bounds the memory. ``tta``: the eight test-time views, the default as in memory.
     """
 
     image: LazyImage
@@ -51,7 +50,7 @@ class BlockwiseDenoiseJob:
     resume: bool = False
     cluster: ClusterChoice = field(default_factory=ClusterChoice)
     tile: int | None = None
-    tta: bool | None = None
+    tta: bool = True
     device: str = "auto"
     previews: bool = True
 
@@ -102,7 +101,6 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
     state.create({"input": str(image.path or image.name), "shape": list(image.shape), "model": name,
                   "plan": plan.to_json(), "norm": {str(k): v for k, v in norm.items()}}, job.resume)
     norm = {int(k): tuple(v) for k, v in state.manifest()["norm"].items()}
-    tta = views_to_tta(None) if job.tta is None else job.tta
     reader = BlockReader(image.source, image.axes, out_axes, n_loop, None)
     done = state.done_blocks()
     todo = [b for b in plan.blocks if b.key not in done]
@@ -112,7 +110,7 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
         if done:
             yield Notice(f"resuming: {len(done)} of {len(plan.blocks)} block(s) were already denoised")
         ctx = DenoiseContext(secrets.token_hex(6), _shipped(job.model, model, eng), job.device, reader, norm, plan,
-                             spec.to_json(), str(state.folder), job.tile, tta, eng.torch_threads)
+                             spec.to_json(), str(state.folder), job.tile, job.tta, eng.torch_threads)
         shared = scatter(eng, ctx, token)
         level0 = spec.array(0, mode="r") if job.previews else None
 

@@ -59,6 +59,7 @@ def views_to_tta(views: int | str | None) -> bool:
     """Whether ``views`` (1 or 8; None: the default, 8) asks for the eight test-time views."""
     return int(VIEWS_SETTING.default if views is None else views) > 1
 
+
 # What the denoising job runs: our Noise2Void/CARE models, or an image-to-image bioimage.io package
 Restorer = RestorationModel | PackageRestorer
 
