@@ -99,7 +99,7 @@ class DenoiseWidget(DockPanel):
         apply_form.addRow("engine", bind(self.form.state, "engine", self.engine_combo))
         self.views_combo = QComboBox(toolTip=VIEWS_SETTING.help)
         self.views_combo.addItems(VIEWS_SETTING.choices)
-        apply_form.addRow("views", bind(self.form.state, "views", self.views_combo))
+        apply_form.addRow("test-time views", bind(self.form.state, "views", self.views_combo))
         apply_form.addRow("ground truth", self.truth)
         apply_row = QHBoxLayout()
         for b in (self.load_btn, self.package_btn, self.apply_btn, self.folder_btn):
