@@ -20,7 +20,7 @@ from napari_dlmicro.core.models.semantic.network import SemanticModel, SemanticN
 from napari_dlmicro.core.models.semantic.segmenter import SemanticSegmenter
 from napari_dlmicro.core.nets.unet import UNetConfig
 from napari_dlmicro.core.runtime.cluster import ClusterChoice
-from napari_dlmicro.core.runtime.events import Preview, run_to_end
+from napari_dlmicro.core.runtime.events import OutputCreated, Preview, run_to_end
 
 THREADS = ClusterChoice(workers=2, processes=False)
 
@@ -51,6 +51,9 @@ def test_blockwise_labels_match_the_whole_image_in_2d(tmp_path, nuclei_canvas, b
     assert sorted(np.unique(labels[labels > 0])) == list(range(1, result.n_objects + 1))  # ids 1..N, once each
     previews = [e for e in events if isinstance(e, Preview)]
     assert len(previews) == 18 and all(p.data.shape == tuple(s.stop - s.start for s in p.region) for p in previews)
+    created = [i for i, e in enumerate(events) if isinstance(e, OutputCreated)]
+    assert len(created) == 1 and events[created[0]].path == result.labels  # once, and before any block
+    assert created[0] < events.index(previews[0])
     table = np.genfromtxt(tmp_path / "m.csv", delimiter=",", names=True)
     assert len(table) == result.n_objects and sorted(table["label"]) == list(range(1, result.n_objects + 1))
     assert (tmp_path / "m.parquet").is_file()

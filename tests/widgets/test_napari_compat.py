@@ -44,3 +44,43 @@ def test_the_window_is_sized_for_the_screen(make_napari_viewer):
     viewer = make_napari_viewer()
     width, height = _napari_compat.fit_window_to_screen(viewer, largest=(1200, 700))
     assert width <= 1200 and height <= 700
+
+
+def test_a_store_layer_reloads_what_was_written_since_it_was_drawn_both_ways(make_napari_viewer, tmp_path,
+                                                                           monkeypatch):
+    import zarr
+
+    from napari_dlmicro.widgets._napari_compat import reload_layer
+
+    levels = [zarr.create_array(str(tmp_path / str(k)), shape=(4096 >> k, 4096 >> k), chunks=(512, 512),
+                                dtype="uint32", fill_value=0) for k in range(2)]
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels([zarr.open_array(str(tmp_path / str(k)), mode="r") for k in range(2)],
+                              multiscale=True)
+    viewer.reset_view()  # the whole image in view: napari shows its coarsest level, the one it keeps
+    assert layer.data_level == 1
+
+    def missing(*_):
+        raise AttributeError("an internal that another napari does not have")
+
+    for value, internal in ((3, True), (5, False)):
+        if not internal:
+            monkeypatch.setattr(_napari_compat, "_drop_cached_level", missing)  # another napari: the public path
+        for level in levels:
+            level[:] = value
+        assert np.asarray(layer._slice.image.raw).max() != value  # napari still shows what it read before
+        reload_layer(layer)
+        assert np.asarray(layer._slice.image.raw).max() == value and np.asarray(layer.thumbnail).any()
+
+
+def test_the_labels_colour_mapping_is_compiled_ahead_for_the_forms_a_labels_layer_uses():
+    import napari
+
+    from napari_dlmicro.widgets._napari_compat import warm_labels_colours
+
+    warm_labels_colours()
+    if napari.__version__ in _napari_compat.CHECKED_WITH:
+        from napari.utils.colormaps._accelerated_cmap import _zero_preserving_modulo_inner_loop as loop
+
+        compiled = {(str(sig[0].dtype), sig[0].ndim) for sig in getattr(loop, "signatures", [])}
+        assert {("uint32", 2), ("uint32", 1)} <= compiled or not hasattr(loop, "signatures")  # numba, or none

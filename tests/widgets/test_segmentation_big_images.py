@@ -38,9 +38,18 @@ def test_a_store_opens_as_a_lazy_layer_the_dock_segments_blockwise(zarr_dock, qt
     _, gt = right_half
     layer = viewer.layers["nuclei"]
     assert not isinstance(layer.data, np.ndarray)  # read lazily from the store
+    seen, on_event = [], widget.big._on_block_event
+
+    def recorded(ev):
+        on_event(ev)
+        seen.append((type(ev).__name__, "nuclei [labels]" in viewer.layers))
+
+    widget.big._on_block_event = recorded
     widget.run()
     assert widget.handle is not None
     _wait_idle(qtbot, widget)
+    previews = [shown for kind, shown in seen if kind == "Preview"]
+    assert previews and all(previews)  # the labels layer is there before the first block: made as the run starts
     labels = viewer.layers["nuclei [labels]"]
     assert tuple(labels.scale) == (0.5, 0.5)
     # the store the layer shows is the run's output, readable by ome-zarr's reader path we use for inputs

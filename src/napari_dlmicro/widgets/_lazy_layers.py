@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import zarr
 from napari.layers import Labels
 
 from napari_dlmicro.core.errors import UserError
@@ -51,7 +52,10 @@ def store_labels_layer(viewer, group: Path, like, name: str) -> Labels:
     """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name.
 
     A Labels layer of that name and shape kind takes the new levels as its data: napari building a new layer
-    (its controls, its canvas node) holds the GUI thread for hundreds of milliseconds.
+    (its controls, its canvas node) holds the GUI thread for hundreds of milliseconds. The levels are zarr
+    arrays, not dask ones: napari keeps the dask chunks it has read in its cache, and a refresh would show
+    the empty chunks of a block written since (:func:`~napari_dlmicro.widgets._napari_compat.reload_layer`
+    redraws what the store holds).
     """
     arrays = _levels(group)
     multiscale = len(arrays) > 1
@@ -68,11 +72,11 @@ def store_labels_layer(viewer, group: Path, like, name: str) -> Labels:
     return viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
 
 
-def _levels(group: Path) -> list[da.Array]:
-    """Level arrays of an NGFF image group (``0``, ``1``, …) as dask arrays, finest first."""
+def _levels(group: Path) -> list[zarr.Array]:
+    """Level arrays of an NGFF image group (``0``, ``1``, …), read-only, finest first."""
     levels = []
     while (group / str(len(levels))).exists():
-        levels.append(da.from_zarr(str(group / str(len(levels)))))
+        levels.append(zarr.open_array(str(group / str(len(levels))), mode="r"))
     if not levels:
         raise UserError(f"'{group}' holds no label levels yet", "wait for the run to finish, or run it again")
     return levels

@@ -10,6 +10,13 @@ runs both paths.
   ``colormap._data_to_texture``, ``_partial_labels_refresh``); public path:
   ``layer.refresh()``, which re-colours and re-uploads the whole slice
   (hundreds of milliseconds on a large image).
+- :func:`reload_layer`: a layer re-read from its store (``_reset_thumbnail_level_data``:
+  napari 0.9 keeps a 2D pyramid's coarsest level once read, and a refresh
+  shows that copy again); public path: the layer's data set anew, which
+  rebuilds its slicing state too.
+- :func:`warm_labels_colours`: napari's numba colour mapping of uint32
+  labels compiled ahead (``_accelerated_cmap._zero_preserving_modulo_loop``);
+  public path: none (the first Labels layer compiles it, as without us).
 - :func:`camera`: ``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before.
 - :func:`view_direction`: the cursor's viewing ray for picking in 3D
   (``cursor._view_direction``); public path: None, which picks at the cursor point.
@@ -57,6 +64,34 @@ def _partial_redraw(layer, region: tuple[slice, ...]) -> bool:
     layer._accumulate_updated_slice(tuple(region))
     layer._partial_labels_refresh()
     return True
+
+
+def reload_layer(layer) -> None:
+    """Show what ``layer``'s arrays hold now, as read from their store (blocks written since it was drawn)."""
+    try:
+        _drop_cached_level(layer)
+    except _INTERNAL_ERRORS:
+        layer.data = layer.data
+    else:
+        layer.refresh()
+
+
+def _drop_cached_level(layer) -> None:
+    layer._reset_thumbnail_level_data()
+
+
+def warm_labels_colours() -> None:
+    """Compile (or load from numba's cache) napari's colour mapping of uint32 labels; safe off the GUI thread.
+
+    Both forms a 2D Labels layer uses: its plane, and the 1D list of the ids it shows.
+    """
+    try:
+        from napari.utils.colormaps import _accelerated_cmap as cmap
+
+        for shape in ((2, 2), (2,)):
+            cmap._zero_preserving_modulo_loop(np.zeros(shape, np.uint32), 49, np.dtype(np.uint8), 0)
+    except (ImportError, *_INTERNAL_ERRORS):
+        pass
 
 
 def camera(viewer):

@@ -34,11 +34,12 @@ from superqt import QCollapsible
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.blockwise_segment import BlockwiseResult, blockwise_segment_job
 from napari_dlmicro.core.jobs.segment_region import RegionResult, segment_region_job
-from napari_dlmicro.core.runtime.events import Preview, PreviewKind, Progress
+from napari_dlmicro.core.runtime.events import OutputCreated, Preview, PreviewKind, Progress
 from napari_dlmicro.state.blockwise import MAX_BLOCK, MIN_BLOCK, BlockwiseSettings
 from napari_dlmicro.state.segmentation import SegmentationState
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._lazy_layers import lazy_image_of, store_labels_layer
+from napari_dlmicro.widgets._napari_compat import reload_layer
 from napari_dlmicro.widgets.view_region import overlaps_view
 from napari_dlmicro.workers import JobHandle, start_job
 
@@ -183,12 +184,13 @@ class BigImageRuns:
 
     def _on_block_event(self, ev) -> None:
         self._on_progress(ev)
-        if isinstance(ev, Preview) and ev.kind is PreviewKind.LABELS:
-            if self.output is None:
-                self.output = store_labels_layer(self.dock.viewer, self._job.output, self.layer,
-                                                 f"{self.layer.name} [labels]")
-            if shows_changed(self.dock.viewer, self.output, ev):
-                self._schedule_refresh()
+        if isinstance(ev, OutputCreated):
+            # The labels layer is made now, while the workers start, and not when the first block lands:
+            # napari building a layer holds the GUI thread for a few hundred ms, better right after the click.
+            self.output = store_labels_layer(self.dock.viewer, ev.path, self.layer, f"{self.layer.name} [labels]")
+        elif (isinstance(ev, Preview) and ev.kind is PreviewKind.LABELS and self.output is not None
+              and shows_changed(self.dock.viewer, self.output, ev)):
+            self._schedule_refresh()
 
     def _schedule_refresh(self) -> None:
         """Refresh the labels layer now, or once REFRESH_S after the last refresh."""
@@ -200,7 +202,7 @@ class BigImageRuns:
     def _refresh(self) -> None:
         self._last_refresh = time.monotonic()
         if self.output is not None and self.output in self.dock.viewer.layers:
-            self.output.refresh()
+            reload_layer(self.output)
 
     def _on_result(self, result: BlockwiseResult) -> None:
         self.result = result

@@ -11,7 +11,8 @@ it is done the new objects are frozen out of later collections
 (``_collector``). A click that comes sooner waits on the import lock, as it
 would have anyway.
 
-Only imports and our own functions run here, never napari's: napari's layers
+Only imports, our own functions and pure array functions run here (vispy's
+line patterns, napari's labels colour mapping), never napari's layers: those
 are not made off the GUI thread (a Labels layer made here, to compile its
 colormap ahead, raced napari's first use of its unit registry and broke the
 opening of an image).
@@ -27,6 +28,7 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_dlmicro.core.runtime.llvm import avoid_triton_crash
 from napari_dlmicro.widgets._collector import freeze_new_objects
+from napari_dlmicro.widgets._napari_compat import warm_labels_colours
 
 _DONE: set[str] = set()
 _LOCK = threading.Lock()
@@ -61,8 +63,19 @@ def _helper_process() -> None:
     offload.warm_up()
 
 
+def _labels_drawing() -> None:
+    # Inside the first Labels layer a dock adds, on the GUI thread: vispy computing the dash patterns of the
+    # layer's brush and polygon outlines in Python (50-100 ms; vispy caches them per process), and numba
+    # compiling napari's labels colour mapping (1.8 s the first time after an install, then 30 ms to load
+    # from numba's cache each process). Both are filled here; no GL is touched.
+    from vispy.visuals.line.dash_atlas import DashAtlas
+
+    DashAtlas()
+    warm_labels_colours()
+
+
 TASKS: dict[str, Callable[[], None]] = {"optimiser": _optimiser, "onnx export": _onnx_export,
-                                        "helper process": _helper_process}
+                                        "helper process": _helper_process, "labels drawing": _labels_drawing}
 
 
 def warm_up(tasks: Iterable[str] = (), modules: Iterable[str] = ()) -> None:

@@ -32,7 +32,7 @@ from napari_dlmicro.core.models.restoration.network import RestorationModel, loa
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, scatter
 from napari_dlmicro.core.runtime.devices import resolve_device
-from napari_dlmicro.core.runtime.events import Job, Notice, Preview, PreviewKind, run_to_end
+from napari_dlmicro.core.runtime.events import Job, Notice, OutputCreated, Preview, PreviewKind, run_to_end
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ def blockwise_denoise_job(job: BlockwiseDenoiseJob, token: CancelToken = NEVER) 
         scale={a: v for a, v in image.scale.items() if a in out_axes},
         translation={a: v for a, v in image.translation.items() if a in out_axes}, unit=image.unit,
         channel_names=list(image.channel_names)), job.resume)
+    yield OutputCreated(spec.path)
     state = RunState(spec.path / RUN_FOLDER)
     norm = _ranges(image, model)
     name = str(job.model) if not isinstance(job.model, RestorationModel) else model.config.get("name", model.kind)

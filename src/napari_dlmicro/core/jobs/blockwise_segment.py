@@ -59,7 +59,16 @@ from napari_dlmicro.core.models.engines.choice import ENGINE_SETTING, check_engi
 from napari_dlmicro.core.runtime.cancel import NEVER, CancelToken
 from napari_dlmicro.core.runtime.cluster import ClusterChoice, Engine, engine, processes, run_tasks, scatter
 from napari_dlmicro.core.runtime.devices import resolve_device
-from napari_dlmicro.core.runtime.events import Job, Level, Notice, Preview, PreviewKind, ProgressClock, run_to_end
+from napari_dlmicro.core.runtime.events import (
+    Job,
+    Level,
+    Notice,
+    OutputCreated,
+    Preview,
+    PreviewKind,
+    ProgressClock,
+    run_to_end,
+)
 
 DEFAULT_BLOCK = 1024
 LEVEL_REGION = 4096  # pyramid tasks cover this many pixels along Y and X of their level
@@ -139,6 +148,7 @@ def blockwise_segment_job(job: BlockwiseSegmentJob, token: CancelToken = NEVER) 
     spec = labels_output(image, plan, labels_chunks(image, plan.out_axes, plan.n_loop), job.output,
                          job.labels_into_input, job.label_name)
     spec = create_output(spec, job.resume)
+    yield OutputCreated(spec.path)
     state = RunState(spec.path / RUN_FOLDER)
     norm = frame_ranges(image, job.norm_low, job.norm_high, channels)
     manifest = {"input": str(image.path or image.name), "where": image.where, "shape": list(image.shape),

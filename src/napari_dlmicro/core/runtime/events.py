@@ -1,7 +1,8 @@
 """What a running job yields, and how its progress is timed.
 
 Every core job is a generator: it yields :class:`Progress`, :class:`Preview`,
-:class:`Metrics` and :class:`Notice` events while it works and *returns* its
+:class:`Metrics` and :class:`Notice` events (and a blockwise job, once,
+:class:`OutputCreated`) while it works and *returns* its
 final result (``StopIteration.value``). The same generator drives the napari
 docks (through ``workers.py``) and the command line.
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,7 +115,18 @@ class Notice:
         object.__setattr__(self, "level", Level(self.level))  # "warning" reads as Level.WARNING
 
 
-Event = Progress | Preview | Metrics | Notice
+@dataclass(frozen=True)
+class OutputCreated:
+    """The job's output store exists, still empty: ``path`` (an NGFF image group) fills in as its Previews come.
+
+    Sent once, before the first block, so that a viewer can show the output
+    while the job is still starting its workers rather than when a block lands.
+    """
+
+    path: Path
+
+
+Event = Progress | Preview | Metrics | Notice | OutputCreated
 Job = Generator[Event, None, Any]
 
 
