@@ -1,5 +1,8 @@
 """npe2 reader: TIFF, OME-TIFF and ImageJ-TIFF files as napari layers.
 
+A TIFF too big to read whole (:func:`~napari_dlmicro.core.io.lazy.should_open_lazily`)
+opens lazily instead, read tile by tile as napari shows it.
+
 Each channel becomes its own image layer, ``<name> [<channel>]``; RGB(A)
 files stay one RGB layer; integer files named ``*_labels.tif`` or
 ``*_masks.tif`` open as labels. Layers carry the file's pixel size as
@@ -13,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_dlmicro._lazy_layer_data import image_layer_data, labels_layer_data
 from napari_dlmicro._render_hint import hint_async_rendering
 from napari_dlmicro.core.io.files import TIFF_SUFFIXES
+from napari_dlmicro.core.io.lazy import display_levels, looks_rgb, open_tiff_lazily, should_open_lazily
 from napari_dlmicro.core.io.tiff_metadata import UM, layer_axes
 from napari_dlmicro.core.io.tiff_read import ImageData, layer_scale, read_image, split_channels
 
@@ -38,11 +43,23 @@ def read_tiffs(path: PathLike) -> list[LayerData]:
     paths = [path] if isinstance(path, str) else list(path)
     layers: list[LayerData] = []
     for p in paths:
+        if should_open_lazily(p):
+            layers.append(lazy_tiff_layer(p))
+            continue
         image = read_image(p)
         layers.extend(image_layers(image, source=p))
-        if not isinstance(image.data, np.ndarray):  # opened lazily: read as napari shows it
-            hint_async_rendering(image.name, image.data.shape, image.axes)
     return layers
+
+
+def lazy_tiff_layer(path: str) -> LayerData:
+    """A TIFF too big to read whole, as a layer read tile by tile (its own pyramid, or strided views of it)."""
+    image = open_tiff_lazily(path)
+    levels = display_levels(image)
+    hint_async_rendering(image.name, image.shape, image.axes)
+    if image.name.lower().endswith(LABELS_SUFFIXES) and np.issubdtype(image.dtype, np.integer) and \
+            "C" not in image.axes:
+        return labels_layer_data(image, image.name, levels)
+    return image_layer_data(image, levels, rgb=looks_rgb(image))
 
 
 def looks_like_labels(image: ImageData) -> bool:

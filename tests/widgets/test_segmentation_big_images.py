@@ -137,3 +137,31 @@ def test_a_labels_layer_from_a_store_is_reused_for_the_next_store(make_napari_vi
     assert second is first and first.multiscale and tuple(first.scale) == (0.5, 0.5)
     assert int(np.asarray(first.data[0][0, 0])) == 2  # the second store's levels
     assert [lay.name for lay in viewer.layers].count("img [labels]") == 1
+
+
+def test_a_tiff_too_big_to_read_whole_opens_lazily_and_runs_blockwise_from_the_file(
+        make_napari_viewer, trained_stardist, right_half, tmp_path, monkeypatch, qtbot):
+    import tifffile
+
+    from napari_dlmicro.core.io import lazy
+    from napari_dlmicro.core.io.sources import TiffSource
+    from napari_dlmicro.widgets._lazy_layers import is_big, lazy_image_of
+
+    img, gt = right_half
+    tifffile.imwrite(tmp_path / "slide.tif", img, tile=(64, 64))
+    monkeypatch.setattr(lazy, "LAZY_TIFF_BYTES", 1024)  # the test image counts as too big to read whole
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "slide.tif"), plugin="napari-dlmicro")
+    layer = viewer.layers["slide"]
+    assert is_big(layer) and not isinstance(layer.data, np.ndarray)
+    assert isinstance(lazy_image_of(layer, "YX").source, TiffSource)  # workers read the file, not the layer
+    _, widget = viewer.window.add_plugin_dock_widget("napari-dlmicro", "Segmentation")
+    widget._refresh_models(select=str(trained_stardist))
+    widget.image_combo.setCurrentText("slide")
+    big = widget.state.blockwise
+    big.workers, big.block_size, big.processes = 1, 256, False
+    big.output_folder = str(tmp_path / "out")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    labels = viewer.layers["slide [labels]"]
+    assert matching(gt, np.asarray(labels.data[0] if labels.multiscale else labels.data), thresh=0.5).f1 >= 0.3

@@ -14,7 +14,8 @@ import zarr
 from napari.layers import Labels
 
 from napari_dlmicro.core.errors import UserError
-from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array
+from napari_dlmicro.core.io.files import TIFF_SUFFIXES
+from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array, open_tiff_lazily
 from napari_dlmicro.core.io.ome_zarr import is_zarr, open_image, open_images
 
 HELD_PIXELS = 1 << 26  # a plain (numpy) layer up to this size is segmented in memory, as before
@@ -38,6 +39,8 @@ def lazy_image_of(layer, axes: str) -> LazyImage:
         for image in images:
             if image.where == where:
                 return image  # all its channels: the dock's Channel picks among them
+    if source and meta.get("source_axes") and str(source).lower().endswith(TIFF_SUFFIXES) and Path(source).is_file():
+        return open_tiff_lazily(source)  # read tile by tile in any worker process, as the layer was
     level0 = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     axes = axes.upper() or None
     if axes is None or len(axes) != level0.ndim:

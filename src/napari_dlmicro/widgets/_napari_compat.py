@@ -69,7 +69,9 @@ def _partial_redraw(layer, region: tuple[slice, ...]) -> bool:
 def reload_layer(layer) -> None:
     """Show what ``layer``'s arrays hold now, as read from their store (blocks written since it was drawn)."""
     try:
-        _drop_cached_level(layer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # napari flags plugins' use of its private API
+            _drop_cached_level(layer)
     except _INTERNAL_ERRORS:
         layer.data = layer.data
     else:

@@ -127,6 +127,30 @@ def open_tiff_lazily(path: str | os.PathLike, series: int = 0) -> LazyImage:
                      channel_names=names if len(names) == n_channels else [], name=image_name(path), path=path)
 
 
+def display_levels(image: LazyImage, smallest: int = 2048) -> list[da.Array]:
+    """The image's levels, or for an image stored at one resolution, views of it that halve Y and X.
+
+    napari draws a one-level layer by reading the whole plane; these strided
+    views (to at most ``smallest`` pixels a side) let it read only the chunks
+    in view when zoomed in. Zoomed out, a view still reads every chunk of full
+    resolution once: a pyramidal TIFF or an OME-Zarr store has real levels.
+    """
+    if len(image.levels) > 1:
+        return list(image.levels)
+    level0 = image.levels[0]
+    yx = [image.axes.index(a) for a in "YX" if a in image.axes]
+    levels, step = [level0], 1
+    while yx and max(level0.shape[i] // step for i in yx) > smallest:
+        step *= 2
+        levels.append(level0[tuple(slice(None, None, step) if i in yx else slice(None) for i in range(level0.ndim))])
+    return levels
+
+
+def looks_rgb(image: LazyImage) -> bool:
+    """True for 8-bit images whose last axis is 3 or 4 colour samples (a brightfield slide, an H&E scan)."""
+    return image.axes.endswith("C") and image.shape[-1] in (3, 4) and image.dtype == np.uint8
+
+
 def _tiff_chunks(chunks: tuple[int, ...], shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
     """Dask chunks of whole TIFF strips or tiles, grown to about 1024 px in Y and X."""
     out = []
