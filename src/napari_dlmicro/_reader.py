@@ -56,20 +56,18 @@ def lazy_tiff_layer(path: str) -> LayerData:
     image = open_tiff_lazily(path)
     levels = display_levels(image)
     hint_async_rendering(image.name, image.shape, image.axes)
-    if image.name.lower().endswith(LABELS_SUFFIXES) and np.issubdtype(image.dtype, np.integer) and \
-            "C" not in image.axes:
+    if _named_like_labels(image.name, image.dtype, image.axes):
         return labels_layer_data(image, image.name, levels)
     return image_layer_data(image, levels, rgb=looks_rgb(image))
 
 
 def looks_like_labels(image: ImageData) -> bool:
     """True for integer, single-channel images named ``*_labels`` or ``*_masks``."""
-    return (
-        image.name.lower().endswith(LABELS_SUFFIXES)
-        and np.issubdtype(image.data.dtype, np.integer)
-        and "C" not in image.axes
-        and not image.rgb
-    )
+    return _named_like_labels(image.name, image.data.dtype, image.axes) and not image.rgb
+
+
+def _named_like_labels(name: str, dtype, axes: str) -> bool:
+    return name.lower().endswith(LABELS_SUFFIXES) and np.issubdtype(dtype, np.integer) and "C" not in axes
 
 
 def image_layers(image: ImageData, source: str = "") -> list[LayerData]:

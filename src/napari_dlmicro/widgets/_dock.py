@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QSizePo
 from napari_dlmicro.core.models.engines.choice import keep_out_of_napari
 from napari_dlmicro.core.models.store import on_store_changed
 from napari_dlmicro.widgets._collector import dock_destroyed, freeze_heap_for
+from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.workers import JobHandle
 
 MAX_MIN_WIDTH = 420  # no dock may need more than this (a 1366 px laptop keeps its canvas)
@@ -60,6 +61,7 @@ class DockPanel(QScrollArea):
         self.destroyed.connect(_cancel_all(self._handles))
         self.destroyed.connect(_release_heap)
         freeze_heap_for(napari_viewer)  # full collections then skip what napari and the dock hold
+        warm_up(("labels drawing",))  # every dock may add a Labels layer: its first one is drawn sooner
 
     def track(self, handle: JobHandle) -> JobHandle:
         """Remember a job this dock started, to cancel it when the dock closes."""

@@ -40,7 +40,6 @@ from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._folder_row import FolderRow
 from napari_dlmicro.widgets._napari_compat import view_direction
-from napari_dlmicro.widgets._warm_up import warm_up
 from napari_dlmicro.workers import JobHandle, start_job
 
 INSTANCE_KINDS = tuple(k.name for k in kinds(Task.SEGMENT) if k.trains_on is TrainsOn.MASKS)  # objects, not classes
@@ -62,7 +61,6 @@ class AnnotationWidget(DockPanel):
         self.state = AnnotationState()
         self.state.restore()
         self.handle: JobHandle | None = None
-        warm_up(("labels drawing",))  # "New annotation" adds a Labels layer
         layout = self.body
         form = QFormLayout()
         self.image_combo = narrow_combo(QComboBox(toolTip="Image to annotate"))

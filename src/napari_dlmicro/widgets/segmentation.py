@@ -86,7 +86,7 @@ class SegmentationWidget(DockPanel):
         camera(self.viewer).events.zoom.connect(self._schedule_live)
         self.viewer.dims.events.current_step.connect(self._schedule_live)
         offload.warm_up()
-        warm_up(("onnx export", "labels drawing"))
+        warm_up(("onnx export",))
 
     # -- layout -------------------------------------------------------------
     def _build(self) -> None:
