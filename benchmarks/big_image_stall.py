@@ -383,6 +383,15 @@ def run_and_cancel(app, viewer, dock, args, reads: Reads, probe: StallProbe, wor
         original_event(ev)
 
     runs._on_block_event = on_event
+    shown_ms: list[float] = []
+    original_result = runs._on_result
+
+    def timed_result(outcome) -> None:  # the finished labels: in memory (a new layer) or the store's pyramid
+        t = time.perf_counter()
+        original_result(outcome)
+        shown_ms.append((time.perf_counter() - t) * 1000)
+
+    runs._on_result = timed_result
     t0 = time.perf_counter()
     dock.run()
     during: list[float] = []
@@ -402,8 +411,10 @@ def run_and_cancel(app, viewer, dock, args, reads: Reads, probe: StallProbe, wor
     probe.reset()
     after = pans(app, viewer, layer, probe, n_pans, args.run_size)
     labels = next((lay for lay in viewer.layers if lay.name == f"{layer.name} [labels]"), None)
-    shown = int(np.count_nonzero(np.asarray(labels.data[0][:args.run_size // 2, :args.run_size // 2]))) if \
+    level0 = (labels.data[0] if labels.multiscale else labels.data) if labels is not None else None
+    shown = int(np.count_nonzero(np.asarray(level0[:args.run_size // 2, :args.run_size // 2]))) if \
         labels is not None else 0
+    held = "in memory, paintable" if labels is not None and labels.editable else "read from its store"
     peer = before + after
     print(f"\n3. Run on {args.run_size}² ({f'made in {made:.0f} s, ' if made else ''}blocks of {args.block}, "
           f"1 local worker process): first block shown {first:.1f} s after Run; {len(finished)} block(s) "
@@ -414,9 +425,11 @@ def run_and_cancel(app, viewer, dock, args, reads: Reads, probe: StallProbe, wor
           f"{np.median(peer):.0f} ms, worst {max(peer):.0f} ms; ratio of medians "
           f"{np.median(during) / max(np.median(peer), 1e-9):.2f}")
     print(f"   the worst gaps while it ran: {'; '.join(worst_run)}")
+    if shown_ms:
+        print(f"   the run's end: its labels shown as they finished in {shown_ms[0]:.0f} ms")
     print(f"   Cancel: the dock idle after {idle_s:.2f} s; worker processes {procs - base_procs} -> gone after "
           f"{gone_s:.2f} s; labelled pixels in the top-left quarter of the labels layer: {shown}; "
-          f"status: {dock.state.status.text}")
+          f"the labels layer {held}; status: {dock.state.status.text}")
     viewer.layers.clear()
     if not args.keep:
         shutil.rmtree(path, ignore_errors=True)

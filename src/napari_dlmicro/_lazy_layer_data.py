@@ -2,18 +2,29 @@
 
 Each layer carries level 0's pixel size and offset, and the image's axes and
 source in ``metadata``: the docks open the source again (block by block,
-in any process) rather than reading the layer's arrays.
+in any process) rather than reading the layer's arrays. A label image small
+enough to hold opens in memory instead: napari paints only on an array it can
+write, never on a pyramid or a read-only store.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import dask.array as da
+import numpy as np
 
 from napari_dlmicro.core.io.lazy import LazyImage
 
 LayerData = tuple[Any, dict[str, Any], str]
 COLORMAPS = ("magenta", "green", "cyan", "yellow", "red", "blue")
+PAINTABLE_PIXELS = 4096 * 4096  # a label image up to this size is read into memory, where it can be painted on
+
+
+def paintable(level0) -> np.ndarray | None:
+    """``level0`` of a label image read into memory when it has at most :data:`PAINTABLE_PIXELS`, else None."""
+    if int(np.prod(level0.shape, dtype=np.int64)) > PAINTABLE_PIXELS:
+        return None
+    return np.array(level0)  # a writable copy: zarr and dask arrays read from a store are not
 
 
 def spatial_kwargs(image: LazyImage) -> dict[str, Any]:
@@ -56,7 +67,13 @@ def image_layer_data(image: LazyImage, levels: list[da.Array] | None = None, rgb
 
 
 def labels_layer_data(image: LazyImage, name: str, levels: list[da.Array] | None = None) -> LayerData:
-    """One labels layer named ``name`` over ``levels`` (default: the image's own)."""
+    """One labels layer named ``name`` over ``levels`` (default: the image's own).
+
+    In memory, and so paintable, when level 0 is small enough (:func:`paintable`); else lazy, as a pyramid.
+    """
     levels = levels or image.levels
+    held = paintable(levels[0])
+    if held is not None:
+        return held, {**spatial_kwargs(image), "multiscale": False, "name": name}, "labels"
     data = levels if len(levels) > 1 else levels[0]
     return data, {**spatial_kwargs(image), "multiscale": len(levels) > 1, "name": name}, "labels"

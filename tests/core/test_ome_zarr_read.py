@@ -91,3 +91,23 @@ def test_a_sharded_ngff_05_image_reads_everywhere_and_names_a_missing_shard(tmp_
     (tmp_path / "s.ome.zarr" / "0" / "c" / "2" / "1").unlink()
     with pytest.raises(UserError, match="chunk c/2/1 of s.ome.zarr/0 is missing"):
         image.source.read((slice(200, 300), slice(150, 300)))
+
+
+def test_label_images_small_enough_to_hold_open_in_memory_where_napari_can_paint(tmp_path, monkeypatch):
+    from ome_zarr.writer import write_labels
+
+    from napari_dlmicro import _lazy_layer_data
+
+    image = np.zeros((300, 400), np.uint16)
+    labels = np.zeros((300, 400), np.uint32)
+    labels[10:50, 20:60] = 3
+    write_ngff(tmp_path / "a.ome.zarr", image, "yx", "0.4")
+    write_labels(labels, zarr.open_group(str(tmp_path / "a.ome.zarr"), mode="r+"), name="nuclei", axes="yx",
+                 fmt=FormatV04())
+    [_, (data, kwargs, kind)] = get_reader(str(tmp_path / "a.ome.zarr"))(str(tmp_path / "a.ome.zarr"))
+    assert kind == "labels" and not kwargs["multiscale"] and kwargs["name"] == "a [nuclei]"
+    assert isinstance(data, np.ndarray) and data.flags.writeable  # an in-memory copy: painting it works
+    np.testing.assert_array_equal(data, labels)
+    monkeypatch.setattr(_lazy_layer_data, "PAINTABLE_PIXELS", 299 * 400)  # one row too many to hold
+    [_, (levels, kwargs, kind)] = get_reader(str(tmp_path / "a.ome.zarr"))(str(tmp_path / "a.ome.zarr"))
+    assert kind == "labels" and kwargs["multiscale"] and not isinstance(levels[0], np.ndarray)

@@ -42,16 +42,22 @@ def test_a_store_opens_as_a_lazy_layer_the_dock_segments_blockwise(zarr_dock, qt
 
     def recorded(ev):
         on_event(ev)
-        seen.append((type(ev).__name__, "nuclei [labels]" in viewer.layers))
+        shown = "nuclei [labels]" in viewer.layers
+        seen.append((type(ev).__name__, shown, shown and viewer.layers["nuclei [labels]"].editable))
 
     widget.big._on_block_event = recorded
     widget.run()
     assert widget.handle is not None
     _wait_idle(qtbot, widget)
-    previews = [shown for kind, shown in seen if kind == "Preview"]
+    previews = [shown for kind, shown, _ in seen if kind == "Preview"]
     assert previews and all(previews)  # the labels layer is there before the first block: made as the run starts
+    assert not any(editable for kind, _, editable in seen if kind == "Preview")  # the run writes into its store
     labels = viewer.layers["nuclei [labels]"]
     assert tuple(labels.scale) == (0.5, 0.5)
+    # finished and small enough to hold: in memory, so the user can correct it with napari's brush
+    assert isinstance(labels.data, np.ndarray) and labels.editable
+    labels.paint((10, 10), 77)
+    assert labels.data[10, 10] == 77
     # the store the layer shows is the run's output, readable by ome-zarr's reader path we use for inputs
     written = open_image(widget.big.result.labels)
     assert np.asarray(written.levels[0]).shape == gt.shape
@@ -134,7 +140,7 @@ def test_a_labels_layer_from_a_store_is_reused_for_the_next_store(make_napari_vi
         groups.append(group)
     first = store_labels_layer(viewer, groups[0], like, "img [labels]")
     second = store_labels_layer(viewer, groups[1], like, "img [labels]")
-    assert second is first and first.multiscale and tuple(first.scale) == (0.5, 0.5)
+    assert second is first and first.multiscale and tuple(first.scale) == (0.5, 0.5) and not first.editable
     assert int(np.asarray(first.data[0][0, 0])) == 2  # the second store's levels
     assert [lay.name for lay in viewer.layers].count("img [labels]") == 1
 

@@ -13,6 +13,7 @@ import numpy as np
 import zarr
 from napari.layers import Labels
 
+from napari_dlmicro._lazy_layer_data import paintable
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array, open_tiff_lazily
@@ -51,16 +52,17 @@ def lazy_image_of(layer, axes: str) -> LazyImage:
     return lazy_from_array(level0, axes, scale, name=layer.name.replace(" ", "_"))
 
 
-def store_labels_layer(viewer, group: Path, like, name: str) -> Labels:
+def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | None = None) -> Labels:
     """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name.
 
-    A Labels layer of that name and shape kind takes the new levels as its data: napari building a new layer
-    (its controls, its canvas node) holds the GUI thread for hundreds of milliseconds. The levels are zarr
-    arrays, not dask ones: napari keeps the dask chunks it has read in its cache, and a refresh would show
-    the empty chunks of a block written since (:func:`~napari_dlmicro.widgets._napari_compat.reload_layer`
-    redraws what the store holds).
+    ``held``: level 0 read into memory (:func:`finished_labels`), shown instead so that it can be painted
+    on; a layer over the store is not editable, since the run writes into it. A Labels layer of that name
+    and shape kind takes the new data: napari building a new layer (its controls, its canvas node) holds
+    the GUI thread for hundreds of milliseconds. The levels are zarr arrays, not dask ones: napari keeps
+    the dask chunks it has read in its cache, and a refresh would show the empty chunks of a block written
+    since (:func:`~napari_dlmicro.widgets._napari_compat.reload_layer` redraws what the store holds).
     """
-    arrays = _levels(group)
+    arrays = [held] if held is not None else _levels(group)
     multiscale = len(arrays) > 1
     data = arrays if multiscale else arrays[0]
     spatial = len(arrays[0].shape)
@@ -69,10 +71,18 @@ def store_labels_layer(viewer, group: Path, like, name: str) -> Labels:
     if isinstance(shown, Labels) and shown.multiscale == multiscale and shown.ndim == spatial:
         shown.scale, shown.translate = scale, translate
         shown.data = data
-        return shown
-    if shown is not None:
-        viewer.layers.remove(shown)
-    return viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
+    else:
+        if shown is not None:
+            viewer.layers.remove(shown)
+        shown = viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
+    shown.metadata["source"] = str(group)
+    shown.editable = held is not None  # napari paints only into an array it may write
+    return shown
+
+
+def finished_labels(group: Path) -> np.ndarray | None:
+    """Level 0 of a finished run's label image, in memory where it is small enough to paint on, else None."""
+    return paintable(zarr.open_array(str(group / "0"), mode="r"))
 
 
 def _levels(group: Path) -> list[zarr.Array]:

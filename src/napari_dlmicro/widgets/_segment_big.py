@@ -38,7 +38,7 @@ from napari_dlmicro.core.runtime.events import OutputCreated, Preview, PreviewKi
 from napari_dlmicro.state.blockwise import MAX_BLOCK, MIN_BLOCK, BlockwiseSettings
 from napari_dlmicro.state.segmentation import SegmentationState
 from napari_dlmicro.widgets._bind import bind
-from napari_dlmicro.widgets._lazy_layers import lazy_image_of, store_labels_layer
+from napari_dlmicro.widgets._lazy_layers import finished_labels, lazy_image_of, store_labels_layer
 from napari_dlmicro.widgets._napari_compat import reload_layer
 from napari_dlmicro.widgets.view_region import overlaps_view
 from napari_dlmicro.workers import JobHandle, start_job
@@ -174,7 +174,12 @@ class BigImageRuns:
         self.layer, self.output, self.result = layer, None, None
         self._job = job
         self.state.status.start(f"Starting dask workers for {image.name}…")
-        return start_job(lambda token: blockwise_segment_job(job, token), title="Segmentation (blockwise)",
+        def work(token):
+            result = yield from blockwise_segment_job(job, token)
+            # read here, off the GUI thread: a finished label image small enough to paint on is shown in memory
+            return result, (finished_labels(result.labels) if result is not None else None)
+
+        return start_job(work, title="Segmentation (blockwise)",
                          on_event=self._on_block_event, on_result=self._on_result,
                          on_error=lambda msg: self.state.status.idle(f"Error: {msg}"), on_finished=self._finished)
 
@@ -204,10 +209,14 @@ class BigImageRuns:
         if self.output is not None and self.output in self.dock.viewer.layers:
             reload_layer(self.output)
 
-    def _on_result(self, result: BlockwiseResult) -> None:
+    def _on_result(self, outcome: tuple[BlockwiseResult | None, np.ndarray | None]) -> None:
+        result, held = outcome
+        if result is None:
+            return
         self.result = result
         self._refresh_timer.stop()
-        self.output = store_labels_layer(self.dock.viewer, result.labels, self.layer, f"{self.layer.name} [labels]")
+        self.output = store_labels_layer(self.dock.viewer, result.labels, self.layer, f"{self.layer.name} [labels]",
+                                         held=held)
         tables = f"; measurements in {result.tables[0]}" if result.tables else ""
         self.state.count = (f"{result.n_objects} objects in {result.blocks} block(s) -> {result.labels.name}"
                             f"{tables}")
