@@ -9,6 +9,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.models.classifier.fast import FastClassifier
 from napari_dlmicro.core.models.store import list_models
 from napari_dlmicro.state.classify_jobs import Update, apply_job, save_job
+from napari_dlmicro.widgets._lazy_layers import held_data
 
 
 class ClassifyStore:
@@ -38,10 +39,10 @@ class ClassifyStore:
             if self.handle is not None:
                 raise UserError("a job is running", "wait for it, or Cancel it")
             image, labels, timed = self._layers()
+            image_data, labels_data = held_data(image, "classify"), held_data(labels, "classify")
         except UserError as exc:
             self._error(exc)
             return
-        image_data, labels_data = image.data, labels.data
         measured, previous, existing = self.measured, self._maps.get(()), labels.features
         self._start(lambda token: apply_job(ref, image_data, labels_data, timed, previous=previous,
                                             measured=measured, existing=existing, token=token),

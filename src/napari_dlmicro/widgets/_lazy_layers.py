@@ -30,6 +30,31 @@ def is_big(layer) -> bool:
     return int(np.prod(data.shape, dtype=np.int64)) > HELD_PIXELS and not isinstance(data, np.ndarray)
 
 
+BIG_LAYER_HINT = ("segment it with the Segmentation dock's Run, or segment or denoise it with the command line "
+                  "(napari-dlmicro segment|denoise IMAGE -m MODEL -o OUTDIR): both go block by block; "
+                  "for this dock, open a crop of it")
+
+
+def check_holdable(name: str, shape: tuple[int, ...], use: str) -> None:
+    """Refuse an array of ``shape`` over :data:`HELD_PIXELS` for a dock that holds it in memory to ``use`` it."""
+    if int(np.prod(shape, dtype=np.int64)) > HELD_PIXELS:
+        raise UserError(f"'{name}' is {' x '.join(str(n) for n in shape)} px, too big to {use} in memory "
+                        f"(this dock holds up to {HELD_PIXELS >> 20} Mpx)", BIG_LAYER_HINT)
+
+
+def held_data(layer, use: str) -> np.ndarray:
+    """``layer``'s full-resolution pixels as one numpy array, for a dock that works in memory.
+
+    A pyramid gives its level 0 (numpy's view of a napari pyramid is its coarsest level); a lazy layer
+    over :data:`HELD_PIXELS` is refused with what to do instead, never read whole.
+    """
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if isinstance(data, np.ndarray):
+        return data
+    check_holdable(layer.name, tuple(data.shape), use)
+    return np.asarray(data)
+
+
 def lazy_image_of(layer, axes: str) -> LazyImage:
     """The layer's image as a :class:`LazyImage`: its OME-Zarr store when it came from one, else its array."""
     meta = layer.metadata if isinstance(layer.metadata, dict) else {}

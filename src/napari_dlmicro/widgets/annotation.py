@@ -39,6 +39,7 @@ from napari_dlmicro.state.annotation import AnnotationState
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._folder_row import FolderRow
+from napari_dlmicro.widgets._lazy_layers import check_holdable, held_data
 from napari_dlmicro.widgets._napari_compat import view_direction
 from napari_dlmicro.workers import JobHandle, start_job
 
@@ -176,6 +177,7 @@ class AnnotationWidget(DockPanel):
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
         else:
+            check_holdable(image.name, tuple(shape), "annotate")
             layer = self.viewer.add_labels(np.zeros(shape, np.uint32), name=name, scale=image.scale[:ndim],
                                            translate=image.translate[:ndim])
         self.viewer.layers.selection.active = layer
@@ -330,7 +332,7 @@ class AnnotationWidget(DockPanel):
             image = self.image_layer()
             layer = self.labels_layer() if annotation_name(image.name) in self.viewer.layers else self._new_annotation()
             crop = self.crop(layer.data.shape)
-            data = np.asarray(image.data[crop])
+            data = np.asarray(held_data(image, "annotate")[crop])
             job = SegmentJob(data, self.model_combo.currentData(), axes="YXC" if image.rgb else None, measure=False)
 
             def done(result) -> None:
@@ -371,8 +373,8 @@ class AnnotationWidget(DockPanel):
             _check_dimensionality(folder, layer.data.ndim)
             crop = self.crop(layer.data.shape)
             source = getattr(image.source, "path", None) or image.name
-            name = add_pair(folder, np.asarray(image.data[crop]), np.asarray(layer.data[crop]), image.name,
-                            source=str(source), crop=crop)
+            pixels = np.asarray(held_data(image, "annotate")[crop])
+            name = add_pair(folder, pixels, np.asarray(layer.data[crop]), image.name, source=str(source), crop=crop)
             self.state.folder = folder
             self.state.remember()
             self.update_summary()

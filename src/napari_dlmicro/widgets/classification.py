@@ -43,6 +43,7 @@ from napari_dlmicro.widgets._classify_markers import MarkerPainter, marker_color
 from napari_dlmicro.widgets._classify_store import ClassifyStore
 from napari_dlmicro.widgets._dock import DockPanel
 from napari_dlmicro.widgets._layers import ensure_labels_layer
+from napari_dlmicro.widgets._lazy_layers import held_data
 from napari_dlmicro.widgets._napari_compat import view_direction
 from napari_dlmicro.workers import RUNNING, JobHandle
 
@@ -169,10 +170,11 @@ class ClassificationWidget(ClassifyActions, ClassifyStore, DockPanel):
     def _frames(self):
         """``(image, labels, where)`` of the time point the clicks belong to (the one shown if none yet)."""
         image, labels, timed = self._layers()
+        image_data, labels_data = held_data(image, "classify"), held_data(labels, "classify")
         if not timed:
-            return image.data, labels.data, ()
+            return image_data, labels_data, ()
         t = self.state.frame if self.state.table and self.state.frame is not None else self._frame_shown(labels)
-        return image.data[t], labels.data[t], (t,)
+        return image_data[t], labels_data[t], (t,)
 
     def _frame_shown(self, labels: Labels) -> int:
         t = labels.world_to_data(self.viewer.dims.point)[0]

@@ -36,6 +36,7 @@ from napari_dlmicro.widgets._denoise_form import DenoiseSettingsForm
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
 from napari_dlmicro.widgets._export_dialog import ModelExporter
 from napari_dlmicro.widgets._layers import image_next_to
+from napari_dlmicro.widgets._lazy_layers import held_data
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.widgets._napari_compat import camera
 from napari_dlmicro.widgets._status_line import StatusLine
@@ -183,6 +184,8 @@ class DenoiseWidget(DockPanel):
             return
         try:
             args = state.job_args()
+            image = held_data(layer, "train on") if folders is None else None
+            targets = [held_data(target, "train on")] if target is not None else None
         except UserError as exc:
             self.status.setText(str(exc))
             return
@@ -190,8 +193,7 @@ class DenoiseWidget(DockPanel):
         self._folder = folder = store_dir() / args["name"]
         axes = self._axes()
         if folders is None:
-            image = np.asarray(layer.data)
-            data = RestorationData([image], [np.asarray(target.data)] if target is not None else None, axes)
+            data = RestorationData([image], targets, axes)
             preview, spatial = self._preview_spec(layer, axes)
             self._preview_geometry = (layer, preview[1], spatial)
             self._start_preview(image, preview[1], spatial)
@@ -305,15 +307,15 @@ class DenoiseWidget(DockPanel):
         if layer is None or self.model is None:
             self.status.setText("train or load a model, and pick an image layer")
             return
-        model, data, axes = self.model, np.asarray(layer.data), self._axes()
+        model, axes, truth = self.model, self._axes(), self._layer(self.truth)
         try:
+            data = held_data(layer, "denoise")
+            truth_data = held_data(truth, "score against") if truth is not None and truth is not layer else None
             engine, tta = self.form.state.apply_engine(), self.form.state.apply_tta()
         except UserError as exc:
             self.status.setText(str(exc))
             return
         self.form.state.remember()
-        truth = self._layer(self.truth)
-        truth_data = np.asarray(truth.data) if truth is not None and truth is not layer else None
         try:
             placed = output_placement(model, data.shape, layer.scale, layer.translate, axes)
         except UserError as exc:

@@ -17,6 +17,7 @@ from napari_dlmicro.core.jobs.evaluate import Evaluation, evaluate_job
 from napari_dlmicro.state.evaluate import EvaluateState
 from napari_dlmicro.widgets._bind import bind
 from napari_dlmicro.widgets._dock import DockPanel, narrow_combo
+from napari_dlmicro.widgets._lazy_layers import held_data
 from napari_dlmicro.widgets._line_plot import LinePlot, Panel
 from napari_dlmicro.workers import JobHandle, start_job
 
@@ -84,10 +85,10 @@ class EvaluateWidget(DockPanel):
                 raise UserError("pick a prediction and a ground truth", "both must be Labels layers")
             pred, gt = (self.viewer.layers[n] for n in names)
             ious = self.ious()
+            pred_data, gt_data = np.asarray(held_data(pred, "score")), np.asarray(held_data(gt, "score"))
         except UserError as exc:
             show_error(f"Evaluate: {exc}")
             return None
-        pred_data, gt_data = np.asarray(pred.data), np.asarray(gt.data)
 
         def done(value: Evaluation) -> None:
             if self.handle is None or self.handle.cancelled:
