@@ -200,3 +200,13 @@ def test_unwritable_folder_is_a_user_error(tmp_path):
     blocker.write_bytes(b"")
     with pytest.raises(UserError, match="could not write"):
         write_labels(blocker / "x.tif", np.ones((4, 4), int))
+
+
+def test_a_zarr_store_given_to_a_command_that_reads_tiffs_says_so(tmp_path):
+    from napari_dlmicro.core.io.files import tiff_files
+
+    store = tmp_path / "plate.ome.zarr"
+    store.mkdir()
+    (store / ".zgroup").write_text('{"zarr_format": 2}')
+    with pytest.raises(UserError, match="'plate.ome.zarr' is a Zarr store, and this command reads TIFF files"):
+        tiff_files([store])

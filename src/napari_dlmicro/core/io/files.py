@@ -10,6 +10,7 @@ from napari_dlmicro.core.errors import UserError
 TIFF_SUFFIXES = (".tif", ".tiff")
 # what a partner file may add to its image's name: a.tif <-> a_masks.tif, a_labels.tif, ...
 PARTNER_SUFFIXES = ("_labels", "_masks", "_mask", "_gt", "_pred")
+ZARR_MARKERS = (".zgroup", ".zarray", "zarr.json")  # what makes a folder a Zarr v2 or v3 store
 
 
 def image_name(path: str | os.PathLike) -> str:
@@ -22,6 +23,9 @@ def tiff_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given, folders expanded to their TIFF files, sorted; missing ones are an error."""
     out: list[Path] = []
     for p in map(Path, paths):
+        if p.is_dir() and any((p / marker).is_file() for marker in ZARR_MARKERS):
+            raise UserError(f"'{p.name}' is a Zarr store, and this command reads TIFF files",
+                            "segment and denoise read OME-Zarr block by block; for this command, give TIFF files")
         if p.is_dir():
             out += sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES and not f.name.startswith("."))
         elif p.is_file():
