@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QSpinBox,
 )
 
-from napari_dlmicro.core.data.training_sets import add_pair, summarize
+from napari_dlmicro.core.data.training_sets import add_pair, check_dimensionality, summarize
 from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.jobs.segment import SegmentJob, segment_job
 from napari_dlmicro.core.labels import edit as ops
@@ -370,7 +370,7 @@ class AnnotationWidget(DockPanel):
             if not folder:
                 raise UserError("no training set folder is chosen", "pick or type a folder")
             image, layer = self.image_layer(), self.labels_layer()
-            _check_dimensionality(folder, layer.data.ndim)
+            check_dimensionality(folder, layer.data.ndim)
             crop = self.crop(layer.data.shape)
             source = getattr(image.source, "path", None) or image.name
             pixels = np.asarray(held_data(image, "annotate")[crop])
@@ -389,14 +389,3 @@ class AnnotationWidget(DockPanel):
         except UserError as exc:
             self.summary.setText(str(exc))
 
-
-def _check_dimensionality(folder: str, ndim: int) -> None:
-    """Refuse a 3D annotation for a training set of 2D ones (and the reverse): models train on one kind."""
-    try:
-        dims = {len(shape) for shape in summarize(folder).shapes} if Path(folder).is_dir() else set()
-    except UserError:  # nothing readable there yet: any annotation may start the set
-        return
-    if dims and ndim not in dims:
-        held = " and ".join(f"{d}D" for d in sorted(dims))
-        raise UserError(f"the training set '{Path(folder).name}' holds {held} annotations (for a {held} model) and "
-                        f"this one is {ndim}D", f"add {ndim}D annotations to a separate training set folder")

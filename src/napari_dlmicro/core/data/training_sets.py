@@ -293,3 +293,15 @@ def training_split(pairs: Sequence[Pair], fraction: float, seed: int, objects: b
     spatial_ndim(pairs)
     train, val = split_validation(pairs, fraction, seed, min_objects=10 if objects else 1)
     return train, val, notes
+
+
+def check_dimensionality(folder: str, ndim: int) -> None:
+    """Refuse a 3D annotation for a training set of 2D ones (and the reverse): models train on one kind."""
+    try:
+        dims = {len(shape) for shape in summarize(folder).shapes} if Path(folder).is_dir() else set()
+    except UserError:  # nothing readable there yet: any annotation may start the set
+        return
+    if dims and ndim not in dims:
+        held = " and ".join(f"{d}D" for d in sorted(dims))
+        raise UserError(f"the training set '{Path(folder).name}' holds {held} annotations (for a {held} model) and "
+                        f"this one is {ndim}D", f"add {ndim}D annotations to a separate training set folder")
