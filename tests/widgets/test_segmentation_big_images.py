@@ -145,6 +145,24 @@ def test_a_labels_layer_from_a_store_is_reused_for_the_next_store(make_napari_vi
     assert [lay.name for lay in viewer.layers].count("img [labels]") == 1
 
 
+def test_finished_labels_the_user_painted_on_are_kept_when_the_next_run_shows_its_own(make_napari_viewer, tmp_path):
+    from napari_dlmicro.widgets._lazy_layers import finished_labels, store_labels_layer
+
+    viewer = make_napari_viewer()
+    like = viewer.add_image(np.zeros((128, 128), np.float32))
+    group = tmp_path / "run.zarr"
+    for level, size in enumerate((128, 64)):
+        zarr.create_array(str(group / str(level)), shape=(size, size), dtype=np.uint32, chunks=(64, 64),
+                          zarr_format=2)[:] = 1
+    held = finished_labels(group)
+    first = store_labels_layer(viewer, group, like, "img [labels]", held=held)
+    assert first.editable and first.data is held
+    first.paint((5, 5), 9)  # one brush step: napari's undo history, and its paint event
+    second = store_labels_layer(viewer, group, like, "img [labels]")  # a new run starts over the same name
+    assert second is not first and first in viewer.layers and first.name == "img [labels] (edited)"
+    assert first.data[5, 5] == 9 and second.name == "img [labels]" and not second.editable
+
+
 def test_a_tiff_too_big_to_read_whole_opens_lazily_and_runs_blockwise_from_the_file(
         make_napari_viewer, trained_stardist, right_half, tmp_path, monkeypatch, qtbot):
     import tifffile

@@ -19,6 +19,7 @@ from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array, open_tiff_lazily
 from napari_dlmicro.core.io.ome_zarr import is_zarr, open_image, open_images
 
+PAINTED = "painted by the user"  # metadata key: a layer the next run must not overwrite
 HELD_PIXELS = 1 << 26  # a plain (numpy) layer up to this size is segmented in memory, as before
 
 
@@ -81,7 +82,8 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
     """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name.
 
     ``held``: level 0 read into memory (:func:`finished_labels`), shown instead so that it can be painted
-    on; a layer over the store is not editable, since the run writes into it. A Labels layer of that name
+    on; a layer over the store is not editable, since the run writes into it. One the user has painted on
+    is kept, renamed "(edited)", and the new labels get a layer of their own. Otherwise a Labels layer of that name
     and shape kind takes the new data: napari building a new layer (its controls, its canvas node) holds
     the GUI thread for hundreds of milliseconds. The levels are zarr arrays, not dask ones: napari keeps
     the dask chunks it has read in its cache, and a refresh would show the empty chunks of a block written
@@ -93,6 +95,9 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
     spatial = len(arrays[0].shape)
     scale, translate = tuple(like.scale)[-spatial:], tuple(like.translate)[-spatial:]
     shown = next((lay for lay in viewer.layers if lay.name == name), None)
+    if shown is not None and shown.metadata.get(PAINTED):
+        shown.name = f"{name} (edited)"  # the user's corrections stay, beside the new labels
+        shown = None
     if isinstance(shown, Labels) and shown.multiscale == multiscale and shown.ndim == spatial:
         shown.scale, shown.translate = scale, translate
         shown.data = data
@@ -100,8 +105,10 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
         if shown is not None:
             viewer.layers.remove(shown)
         shown = viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
-    shown.metadata["source"] = str(group)
     shown.editable = held is not None  # napari paints only into an array it may write
+    if held is not None:
+        layer = shown
+        layer.events.paint.connect(lambda _ev: layer.metadata.__setitem__(PAINTED, True))
     return shown
 
 
