@@ -40,6 +40,13 @@ def test_run_makes_a_measured_labels_layer(dock, qtbot, right_half, tmp_path):
     widget.run()
     _wait_idle(qtbot, widget)
     assert sum(lay.name.startswith("nuclei [") for lay in viewer.layers) == 1
+    # once the user has corrected it with the brush, the next run leaves it and makes its own
+    layer = viewer.layers["nuclei [test-stardist]"]
+    layer.paint((3, 3), 999)
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert viewer.layers["nuclei [test-stardist] (edited)"] is layer and layer.data[3, 3] == 999
+    assert viewer.layers["nuclei [test-stardist]"] is not layer
 
 
 def test_preview_segments_the_visible_field(dock, qtbot):

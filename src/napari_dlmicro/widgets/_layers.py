@@ -1,4 +1,8 @@
-"""Turning results into napari layers: named after input and model, updated in place."""
+"""Turning results into napari layers: named after input and model, updated in place.
+
+A labels layer the user has painted on is never overwritten by the next result:
+it is kept, renamed ``(edited)``, and the result gets a layer of its own.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +10,19 @@ from napari.layers import Image, Labels
 
 from napari_dlmicro.state.segmentation import labels_dtype
 from napari_dlmicro.widgets._napari_compat import redraw_labels_region
+
+PAINTED = "painted by the user"  # metadata key of a labels layer that holds the user's corrections
+
+
+def watch_painting(layer: Labels) -> None:
+    """Flag ``layer`` once the user paints on it (napari's paint event: a brush stroke, a fill, a polygon)."""
+    layer.events.paint.connect(lambda _ev: layer.metadata.__setitem__(PAINTED, True))
+
+
+def keep_painted(viewer, name: str) -> None:
+    """Rename the layer called ``name`` to ``name (edited)`` when the user painted on it, so no result overwrites it."""
+    if name in viewer.layers and viewer.layers[name].metadata.get(PAINTED):
+        viewer.layers[name].name = f"{name} (edited)"
 
 
 def output_name(image_name: str, model_name: str) -> str:
@@ -43,6 +60,7 @@ def ensure_labels_layer(viewer, name: str, shape: tuple[int, ...], like: Image, 
     ndim = len(shape)
     scale = tuple(like.scale)[-ndim:]
     translate = tuple(like.translate)[-ndim:]
+    keep_painted(viewer, name)
     if name in viewer.layers:
         layer = viewer.layers[name]
         if isinstance(layer, Labels) and layer.data.shape == tuple(shape):
@@ -51,7 +69,9 @@ def ensure_labels_layer(viewer, name: str, shape: tuple[int, ...], like: Image, 
             layer.scale, layer.translate = scale, translate
             return layer
         viewer.layers.remove(layer)
-    return viewer.add_labels(np.zeros(shape, dtype), name=name, scale=scale, translate=translate)
+    layer = viewer.add_labels(np.zeros(shape, dtype), name=name, scale=scale, translate=translate)
+    watch_painting(layer)
+    return layer
 
 
 def write_labels_region(layer: Labels, region: tuple[slice, ...], block: np.ndarray) -> bool:

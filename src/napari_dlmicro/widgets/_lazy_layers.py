@@ -18,8 +18,8 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array, open_tiff_lazily
 from napari_dlmicro.core.io.ome_zarr import is_zarr, open_image, open_images
+from napari_dlmicro.widgets._layers import keep_painted, watch_painting
 
-PAINTED = "painted by the user"  # metadata key: a layer the next run must not overwrite
 HELD_PIXELS = 1 << 26  # a plain (numpy) layer up to this size is segmented in memory, as before
 
 
@@ -94,10 +94,8 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
     data = arrays if multiscale else arrays[0]
     spatial = len(arrays[0].shape)
     scale, translate = tuple(like.scale)[-spatial:], tuple(like.translate)[-spatial:]
+    keep_painted(viewer, name)
     shown = next((lay for lay in viewer.layers if lay.name == name), None)
-    if shown is not None and shown.metadata.get(PAINTED):
-        shown.name = f"{name} (edited)"  # the user's corrections stay, beside the new labels
-        shown = None
     if isinstance(shown, Labels) and shown.multiscale == multiscale and shown.ndim == spatial:
         shown.scale, shown.translate = scale, translate
         shown.data = data
@@ -107,8 +105,7 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
         shown = viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
     shown.editable = held is not None  # napari paints only into an array it may write
     if held is not None:
-        layer = shown
-        layer.events.paint.connect(lambda _ev: layer.metadata.__setitem__(PAINTED, True))
+        watch_painting(shown)
     return shown
 
 
