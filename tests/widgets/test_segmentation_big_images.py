@@ -83,6 +83,11 @@ def test_preview_reads_only_the_region_in_view(zarr_dock, qtbot):
     assert viewer.layers["nuclei [preview labels]"] is preview
     assert preview.data.shape == (64, 128) and tuple(preview.translate) == (0.0, 64.0)
     assert [lay.name for lay in viewer.layers].count("nuclei [preview labels]") == 1
+    preview.paint((5, 5), 500)  # corrected by the user: the next preview leaves it
+    widget.handle = widget.track(widget.big.preview(layer, {"Y": slice(0, 64), "X": slice(0, 64)}))
+    _wait_idle(qtbot, widget)
+    assert viewer.layers["nuclei [preview labels] (edited)"] is preview and preview.data[5, 5] == 500
+    assert viewer.layers["nuclei [preview labels]"].data.shape == (64, 64)
 
 
 def test_an_existing_output_is_refused_unless_resumed(zarr_dock, qtbot, tmp_path):
