@@ -24,7 +24,7 @@ def test_a_pyramid_gives_its_full_resolution_and_a_lazy_layer_too_big_is_refused
     lazy = Labels(da.zeros((64, 48), dtype=np.uint32, chunks=16), name="slide")
     assert isinstance(held_data(lazy, "score"), np.ndarray)
     monkeypatch.setattr(_lazy_layers, "HELD_PIXELS", 64 * 48 - 1)
-    with pytest.raises(UserError, match="'slide' is 64 x 48 px, too big to score in memory") as err:
+    with pytest.raises(UserError, match=r"'slide' \(64 x 48 px\) is too big to score in this dock") as err:
         held_data(lazy, "score")
     assert "block by block" in err.value.remedy
     plain = np.zeros((64, 48), np.uint16)
@@ -60,4 +60,4 @@ def test_a_new_annotation_too_big_to_hold_is_refused_with_what_to_do(make_napari
     monkeypatch.setattr(_lazy_layers, "HELD_PIXELS", 1 << 20)
     assert w.new_annotation() is None
     assert [layer.name for layer in viewer.layers] == ["slide"]  # no 4096² labels layer made
-    assert errors and "too big to annotate in memory" in errors[0] and "Segmentation dock" in errors[0]
+    assert errors and "too big to annotate in this dock" in errors[0] and "Segmentation dock" in errors[0]

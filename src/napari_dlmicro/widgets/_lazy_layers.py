@@ -31,16 +31,15 @@ def is_big(layer) -> bool:
     return int(np.prod(data.shape, dtype=np.int64)) > HELD_PIXELS and not isinstance(data, np.ndarray)
 
 
-BIG_LAYER_HINT = ("segment it with the Segmentation dock's Run, or segment or denoise it with the command line "
-                  "(napari-dlmicro segment|denoise IMAGE -m MODEL -o OUTDIR): both go block by block; "
-                  "for this dock, open a crop of it")
+BIG_LAYER_HINT = ("segment or denoise it block by block (the Segmentation dock's Run, or napari-dlmicro "
+                  "segment|denoise), or open a crop of it")
 
 
 def check_holdable(name: str, shape: tuple[int, ...], use: str) -> None:
     """Refuse an array of ``shape`` over :data:`HELD_PIXELS` for a dock that holds it in memory to ``use`` it."""
     if int(np.prod(shape, dtype=np.int64)) > HELD_PIXELS:
-        raise UserError(f"'{name}' is {' x '.join(str(n) for n in shape)} px, too big to {use} in memory "
-                        f"(this dock holds up to {HELD_PIXELS >> 20} Mpx)", BIG_LAYER_HINT)
+        raise UserError(f"'{name}' ({' x '.join(str(n) for n in shape)} px) is too big to {use} in this dock "
+                        f"({HELD_PIXELS >> 20} Mpx at most)", BIG_LAYER_HINT)
 
 
 def held_data(layer, use: str) -> np.ndarray:
