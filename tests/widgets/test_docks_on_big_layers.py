@@ -23,6 +23,9 @@ def test_a_pyramid_gives_its_full_resolution_and_a_lazy_layer_too_big_is_refused
     np.testing.assert_array_equal(held_data(pyramid, "denoise"), image)
     lazy = Labels(da.zeros((64, 48), dtype=np.uint32, chunks=16), name="slide")
     assert isinstance(held_data(lazy, "score"), np.ndarray)
+    assert held_data(lazy, "score") is held_data(lazy, "score")  # read once while the layer shows the same data
+    lazy.data = da.ones((64, 48), dtype=np.uint32, chunks=16)
+    assert held_data(lazy, "score").all()  # new data: read again
     monkeypatch.setattr(_lazy_layers, "HELD_PIXELS", 64 * 48 - 1)
     with pytest.raises(UserError, match=r"'slide' \(64 x 48 px\) is too big to score in this dock") as err:
         held_data(lazy, "score")

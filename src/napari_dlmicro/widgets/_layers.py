@@ -25,6 +25,27 @@ def keep_painted(viewer, name: str) -> None:
         viewer.layers[name].name = f"{name} (edited)"
 
 
+def show_labels(viewer, name: str, data, scale, translate, multiscale: bool = False) -> Labels:
+    """The Labels layer ``name`` showing ``data`` (a pyramid's levels when ``multiscale``).
+
+    A layer of that name and kind takes the new data: removing and adding one rebuilds its controls and its
+    canvas node on the GUI thread (hundreds of ms), setting its data does not. One the user painted on is
+    kept beside it (:func:`keep_painted`).
+    """
+    keep_painted(viewer, name)
+    ndim = len(data[0].shape) if multiscale else data.ndim
+    shown = next((lay for lay in viewer.layers if lay.name == name), None)
+    if isinstance(shown, Labels) and shown.multiscale == multiscale and shown.ndim == ndim:
+        shown.scale, shown.translate = scale, translate
+        shown.data = data
+        return shown
+    if shown is not None:
+        viewer.layers.remove(shown)
+    shown = viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
+    watch_painting(shown)
+    return shown
+
+
 def output_name(image_name: str, model_name: str) -> str:
     """``nuclei [stardist]``-style name for an output layer."""
     short = model_name.split(":")[-1] if model_name else "model"

@@ -6,6 +6,7 @@ region by region or block by block, never through ``numpy.asarray``.
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import dask.array as da
@@ -18,7 +19,7 @@ from napari_dlmicro.core.errors import UserError
 from napari_dlmicro.core.io.files import TIFF_SUFFIXES
 from napari_dlmicro.core.io.lazy import LazyImage, lazy_from_array, open_tiff_lazily
 from napari_dlmicro.core.io.ome_zarr import is_zarr, open_image, open_images
-from napari_dlmicro.widgets._layers import keep_painted, watch_painting
+from napari_dlmicro.widgets._layers import show_labels
 
 HELD_PIXELS = 1 << 26  # a plain (numpy) layer up to this size is segmented in memory, as before
 
@@ -31,6 +32,7 @@ def is_big(layer) -> bool:
     return int(np.prod(data.shape, dtype=np.int64)) > HELD_PIXELS and not isinstance(data, np.ndarray)
 
 
+_HELD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> (its data, level 0 in memory)
 BIG_LAYER_HINT = ("segment or denoise it block by block (the Segmentation dock's Run, or napari-dlmicro "
                   "segment|denoise), or open a crop of it")
 
@@ -46,13 +48,17 @@ def held_data(layer, use: str) -> np.ndarray:
     """``layer``'s full-resolution pixels as one numpy array, for a dock that works in memory.
 
     A pyramid gives its level 0 (numpy's view of a napari pyramid is its coarsest level); a lazy layer
-    over :data:`HELD_PIXELS` is refused with what to do instead, never read whole.
+    over :data:`HELD_PIXELS` is refused with what to do instead, never read whole. What was read is kept
+    while the layer lives and shows the same data.
     """
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     if isinstance(data, np.ndarray):
         return data
     check_holdable(layer.name, tuple(data.shape), use)
-    return np.asarray(data)
+    read = _HELD.get(layer)
+    if read is None or read[0] is not layer.data:  # read once per data: the Classification dock asks at each click
+        read = _HELD[layer] = (layer.data, np.asarray(data))
+    return read[1]
 
 
 def lazy_image_of(layer, axes: str) -> LazyImage:
@@ -81,10 +87,8 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
     """A Labels layer over an NGFF label image's levels, read lazily; it replaces a layer of the same name.
 
     ``held``: level 0 read into memory (:func:`finished_labels`), shown instead so that it can be painted
-    on; a layer over the store is not editable, since the run writes into it. One the user has painted on
-    is kept, renamed "(edited)", and the new labels get a layer of their own. Otherwise a Labels layer of that name
-    and shape kind takes the new data: napari building a new layer (its controls, its canvas node) holds
-    the GUI thread for hundreds of milliseconds. The levels are zarr arrays, not dask ones: napari keeps
+    on; a layer over the store is not editable, since the run writes into it. The layer is reused as
+    :func:`~napari_dlmicro.widgets._layers.show_labels` says. The levels are zarr arrays, not dask ones: napari keeps
     the dask chunks it has read in its cache, and a refresh would show the empty chunks of a block written
     since (:func:`~napari_dlmicro.widgets._napari_compat.reload_layer` redraws what the store holds).
     """
@@ -93,18 +97,8 @@ def store_labels_layer(viewer, group: Path, like, name: str, held: np.ndarray | 
     data = arrays if multiscale else arrays[0]
     spatial = len(arrays[0].shape)
     scale, translate = tuple(like.scale)[-spatial:], tuple(like.translate)[-spatial:]
-    keep_painted(viewer, name)
-    shown = next((lay for lay in viewer.layers if lay.name == name), None)
-    if isinstance(shown, Labels) and shown.multiscale == multiscale and shown.ndim == spatial:
-        shown.scale, shown.translate = scale, translate
-        shown.data = data
-    else:
-        if shown is not None:
-            viewer.layers.remove(shown)
-        shown = viewer.add_labels(data, name=name, multiscale=multiscale, scale=scale, translate=translate)
+    shown = show_labels(viewer, name, data, scale, translate, multiscale)
     shown.editable = held is not None  # napari paints only into an array it may write
-    if held is not None:
-        watch_painting(shown)
     return shown
 
 

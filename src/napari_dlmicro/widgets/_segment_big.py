@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -38,7 +37,7 @@ from napari_dlmicro.core.runtime.events import OutputCreated, Preview, PreviewKi
 from napari_dlmicro.state.blockwise import MAX_BLOCK, MIN_BLOCK, BlockwiseSettings
 from napari_dlmicro.state.segmentation import SegmentationState
 from napari_dlmicro.widgets._bind import bind
-from napari_dlmicro.widgets._layers import keep_painted, watch_painting
+from napari_dlmicro.widgets._layers import show_labels
 from napari_dlmicro.widgets._lazy_layers import finished_labels, lazy_image_of, store_labels_layer
 from napari_dlmicro.widgets._napari_compat import reload_layer
 from napari_dlmicro.widgets.view_region import overlaps_view
@@ -149,18 +148,7 @@ class BigImageRuns:
         n = len(shape)
         scale = tuple(layer.scale)[-n:]
         translate = tuple(t + p.start * s for t, p, s in zip(tuple(layer.translate)[-n:], result.placement, scale))
-        layers = self.dock.viewer.layers
-        keep_painted(self.dock.viewer, name)
-        shown = next((lay for lay in layers if lay.name == name), None)
-        if isinstance(shown, Labels) and shown.ndim == n:
-            # The same layer takes the new region: removing and adding one rebuilds its controls and its
-            # canvas node on the GUI thread (hundreds of ms), setting its data does not.
-            shown.scale, shown.translate = scale, translate
-            shown.data = data
-        else:
-            if shown is not None:
-                layers.remove(name)
-            watch_painting(self.dock.viewer.add_labels(data, name=name, scale=scale, translate=translate))
+        show_labels(self.dock.viewer, name, data, scale, translate)  # the same layer takes the next region
         self.state.count = f"{result.n_objects} objects in view ({self.state.model})"
 
     # -- blockwise run -----------------------------------------------------

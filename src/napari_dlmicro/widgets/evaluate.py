@@ -5,7 +5,6 @@ match) and 2 for misses (ground-truth objects with no match).
 """
 from __future__ import annotations
 
-import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error
 from qtpy.QtGui import QFont
@@ -85,7 +84,7 @@ class EvaluateWidget(DockPanel):
                 raise UserError("pick a prediction and a ground truth", "both must be Labels layers")
             pred, gt = (self.viewer.layers[n] for n in names)
             ious = self.ious()
-            pred_data, gt_data = np.asarray(held_data(pred, "score")), np.asarray(held_data(gt, "score"))
+            pred_data, gt_data = held_data(pred, "score"), held_data(gt, "score")
         except UserError as exc:
             show_error(f"Evaluate: {exc}")
             return None
